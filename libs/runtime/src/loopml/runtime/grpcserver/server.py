@@ -1,0 +1,137 @@
+"""The server bootstrap every loopml service uses.
+
+`ServiceServer` is built unstarted (tests bind port 0 and read `.port`); `serve_forever()` is what
+a service's `main()` calls: start, then on SIGTERM/SIGINT go NOT_SERVING, drain in-flight calls for
+`shutdown_grace_s`, close resources and return.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from loopml.runtime.grpcserver.health import HealthMonitor, Probe
+from loopml.runtime.grpcserver.interceptors import BearerTokenInterceptor, CallInterceptor
+from loopml.runtime.settings import ServiceSettings
+
+log = logging.getLogger("loopml.server")
+
+
+@dataclass(frozen=True)
+class ServiceRegistration:
+    """One gRPC service to serve: its full name, the generated `add_*_to_server`, the servicer."""
+
+    full_name: str
+    add_to_server: Callable[[object, grpc.Server], None]
+    servicer: object
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Options shared by servers and clients so both sides agree on message limits."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+    ]
+
+
+class ServiceServer:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        registrations: Sequence[ServiceRegistration],
+        probes: Mapping[str, Probe] | None = None,
+        on_stop: Sequence[Callable[[], None]] = (),
+    ):
+        self.settings = settings
+        self._registrations = list(registrations)
+        self._on_stop = list(on_stop)
+        self.health = HealthMonitor(
+            [r.full_name for r in self._registrations], probes or {}, settings.health_interval_s
+        )
+        interceptors: list[grpc.ServerInterceptor] = []
+        tokens = settings.accepted_tokens()
+        if tokens:
+            interceptors.append(BearerTokenInterceptor(tokens))
+        interceptors.append(CallInterceptor())
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
+            interceptors=interceptors,
+            options=[*channel_options(settings.max_message_bytes), ("grpc.so_reuseport", 0)],
+        )
+        for registration in self._registrations:
+            registration.add_to_server(registration.servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
+        reflection.enable_server_reflection(
+            [
+                *(r.full_name for r in self._registrations),
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self._server,
+        )
+        self.port = self._server.add_insecure_port(settings.listen_address)
+        if self.port == 0:
+            raise OSError(f"cannot bind {settings.listen_address}")
+        self._stopped = threading.Event()
+        self._metrics_http = None
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen_address.rpartition(":")[0]
+        if host in ("0.0.0.0", "[::]", ""):
+            host = "127.0.0.1"
+        return f"{host}:{self.port}"
+
+    def start(self) -> "ServiceServer":
+        self._server.start()
+        self.health.start()
+        if self.settings.prometheus_address:
+            from prometheus_client import start_http_server
+
+            host, _, port = self.settings.prometheus_address.rpartition(":")
+            self._metrics_http, _ = start_http_server(int(port), addr=host)
+        log.info("serving %s on %s", ", ".join(r.full_name for r in self._registrations), self.address)
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, refuse new calls, let in-flight calls finish within `grace`, close resources."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace = self.settings.shutdown_grace_s if grace is None else grace
+        self.health.shutdown()
+        self._server.stop(grace).wait()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+        for close in self._on_stop:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - keep closing the rest
+                log.exception("error while closing")
+        log.info("stopped")
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()
+
+    def serve_forever(self) -> None:
+        """Start, then block until SIGTERM or SIGINT, then shut down gracefully."""
+        stop_requested = threading.Event()
+
+        def request_stop(signum, _frame):
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            stop_requested.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        self.start()
+        while not stop_requested.wait(0.5):
+            pass
+        self.stop()

@@ -1,0 +1,1 @@
+"""Dataset service: ingest, version, profile, preview and split datasets."""

@@ -1,0 +1,3 @@
+from loopml.services.dataset.server import main
+
+main()

@@ -1,0 +1,3 @@
+from loopml.services.inference.server import main
+
+main()

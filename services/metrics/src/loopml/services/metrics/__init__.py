@@ -1,0 +1,1 @@
+"""Metrics service: serving and model metrics, feedback, drift, alerts, retraining triggers."""

@@ -1,0 +1,3 @@
+from loopml.services.metrics.server import main
+
+main()

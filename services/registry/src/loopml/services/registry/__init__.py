@@ -1,0 +1,1 @@
+"""Registry service: models, immutable versions, aliases, lineage, artifacts."""

@@ -1,0 +1,3 @@
+from loopml.services.registry.server import main
+
+main()

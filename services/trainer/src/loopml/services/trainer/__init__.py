@@ -1,0 +1,1 @@
+"""Trainer service: the AutoML search."""

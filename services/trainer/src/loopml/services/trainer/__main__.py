@@ -1,0 +1,3 @@
+from loopml.services.trainer.server import main
+
+main()
