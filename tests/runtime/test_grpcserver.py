@@ -111,7 +111,7 @@ def test_ok_call_carries_a_request_id(served):
     _, channel, _, _ = served()
     response, call = channel.unary_unary(f"/{SERVICE}/Echo", _identity, _identity).with_call(b"hi", timeout=5)
     assert response == b"hi"
-    request_id = dict(call.initial_metadata())["x-request-id"]
+    request_id = dict(call.trailing_metadata())["x-request-id"]
     assert len(request_id) == 32
 
 
@@ -120,7 +120,7 @@ def test_client_request_id_is_kept(served):
     _, call = channel.unary_unary(f"/{SERVICE}/Echo", _identity, _identity).with_call(
         b"hi", timeout=5, metadata=[("x-request-id", "abc-123")]
     )
-    assert dict(call.initial_metadata())["x-request-id"] == "abc-123"
+    assert dict(call.trailing_metadata())["x-request-id"] == "abc-123"
 
 
 def test_invalid_argument_names_the_field(served):
@@ -156,6 +156,7 @@ def test_unexpected_error_is_internal_and_server_keeps_serving(served, caplog):
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert "a bug" not in caught.value.details()  # internals stay in the log
     assert "request id" in caught.value.details()
+    assert dict(caught.value.trailing_metadata())["x-request-id"] in caught.value.details()
     assert any("unhandled error" in r.getMessage() for r in caplog.records)
     assert _echo(channel, b"still here") == b"still here"
 

@@ -115,7 +115,7 @@ def from_rpc_error(error: grpc.RpcError) -> LoopmlClientError:
                 detail.Unpack(info)
                 resource_type, resource_name = info.resource_type, info.resource_name
     try:
-        request_id = dict(error.initial_metadata() or ()).get("x-request-id", "")
+        request_id = dict(error.trailing_metadata() or ()).get("x-request-id", "")
     except (AttributeError, TypeError):
         pass
     cls = _BY_CODE.get(code, LoopmlClientError)

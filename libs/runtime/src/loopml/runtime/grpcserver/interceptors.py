@@ -106,12 +106,11 @@ class CallInterceptor(grpc.ServerInterceptor):
 
     @staticmethod
     def _begin(incoming: dict, context):
+        # The request id travels back in trailing metadata: sending headers early would commit the
+        # call and stop clients from transparently retrying an UNAVAILABLE answer.
         request_id = incoming.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
-        try:
-            context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
-        except ValueError:  # already sent by the servicer
-            pass
+        context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
         return token, request_id, time.perf_counter()
 
     @staticmethod
@@ -119,14 +118,15 @@ class CallInterceptor(grpc.ServerInterceptor):
         """Abort the call with the status `exc` deserves. Always raises."""
         if isinstance(exc, (GeneratorExit, KeyboardInterrupt, SystemExit)):
             raise exc
+        request_metadata = ((REQUEST_ID_HEADER, request_id),)
         if isinstance(exc, errors.LoopmlError):
-            context.abort_with_status(to_grpc_status(exc))
+            context.abort_with_status(to_grpc_status(exc, request_metadata))
         if context.code() is not None:  # the servicer already aborted: keep its status
             raise exc
         if isinstance(exc, grpc.RpcError) and not context.is_active():
             raise exc  # the client went away (cancelled or deadline): nothing to answer
         log.exception("unhandled error in %s", method, extra={"method": method})
-        context.abort_with_status(internal_status(request_id))
+        context.abort_with_status(internal_status(request_id, request_metadata))
         raise AssertionError("unreachable")  # abort_with_status always raises
 
     @staticmethod

@@ -47,13 +47,25 @@ def _details(exc: errors.LoopmlError) -> list[any_pb2.Any]:
     return []
 
 
-def to_grpc_status(exc: errors.LoopmlError) -> grpc.Status:
-    """Turn a domain error into the status the server aborts with."""
+class _Status(grpc.Status):
+    def __init__(self, code, details, trailing_metadata):
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+def _with_metadata(status: grpc.Status, metadata: tuple) -> grpc.Status:
+    return _Status(status.code, status.details, (*status.trailing_metadata, *metadata))
+
+
+def to_grpc_status(exc: errors.LoopmlError, metadata: tuple = ()) -> grpc.Status:
+    """Turn a domain error into the status the server aborts with (plus extra trailing metadata)."""
     code = getattr(code_pb2, exc.code, code_pb2.UNKNOWN)
     status = status_pb2.Status(code=code, message=exc.message, details=_details(exc))
-    return rpc_status.to_status(status)
+    return _with_metadata(rpc_status.to_status(status), metadata)
 
 
-def internal_status(request_id: str) -> grpc.Status:
+def internal_status(request_id: str, metadata: tuple = ()) -> grpc.Status:
     message = f"internal error (request id {request_id}); the server log has the details"
-    return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=message))
+    status = rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=message))
+    return _with_metadata(status, metadata)
