@@ -543,12 +543,21 @@ class ListModelVersionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATUSES_FIELD_NUMBER: _builtins.int
+    LINEAGE_DATASET_ID_FIELD_NUMBER: _builtins.int
+    LINEAGE_DATASET_VERSION_FIELD_NUMBER: _builtins.int
+    LINEAGE_SEARCH_ID_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
-    """The model."""
+    """The model. Empty: versions of every model."""
     page_size: _builtins.int
     """Maximum results per page (0: server default of 50; at most 1000)."""
     page_token: _builtins.str
     """next_page_token of the previous page; empty for the first page."""
+    lineage_dataset_id: _builtins.str
+    """Only versions whose lineage names this dataset (lineage.dataset.dataset_id). Empty: any."""
+    lineage_dataset_version: _builtins.int
+    """With lineage_dataset_id: only versions trained on this dataset version. 0: any version."""
+    lineage_search_id: _builtins.str
+    """Only versions produced by this search (lineage.search_id). Empty: any."""
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[_model_pb2.ModelVersionStatus.ValueType]:
         """Only versions in one of these statuses. Empty: all."""
@@ -560,10 +569,13 @@ class ListModelVersionsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         statuses: _abc.Iterable[_model_pb2.ModelVersionStatus.ValueType] | None = ...,
+        lineage_dataset_id: _builtins.str = ...,
+        lineage_dataset_version: _builtins.int = ...,
+        lineage_search_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_name", b"model_name", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lineage_dataset_id", b"lineage_dataset_id", "lineage_dataset_version", b"lineage_dataset_version", "lineage_search_id", b"lineage_search_id", "model_name", b"model_name", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -183,9 +183,11 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModelVersions(self, request, context):
-        """Lists a model's versions, newest first. Paginated.
+        """Lists a model's versions, newest first, or with model_name empty the versions of every model
+        (newest first), e.g. those whose lineage points at one dataset version. Paginated.
 
-        Errors: NOT_FOUND (unknown model), INVALID_ARGUMENT (bad page_token, page_size < 0).
+        Errors: NOT_FOUND (unknown model), INVALID_ARGUMENT (bad page_token, page_size < 0,
+        lineage_dataset_version without lineage_dataset_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -230,7 +232,9 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResolveModel(self, request, context):
-        """Resolves name + alias, name + version or name + latest to one READY version.
+        """Resolves name + alias, name + version or name + latest to one READY version. A replica
+        answers its own changes at once and other replicas' changes within its event poll interval
+        (LOOPML_WATCH_POLL_INTERVAL_S, 0.1 s by default).
 
         Errors: INVALID_ARGUMENT (empty name), NOT_FOUND (unknown model, alias or version, or no
         READY version for latest), FAILED_PRECONDITION (the version asked for is not READY).
@@ -256,7 +260,8 @@ class RegistryServiceServicer:
         increasing sequence numbers, so a client can resume with after_sequence.
 
         Errors: OUT_OF_RANGE (after_sequence older than the retained events; re-read the state and
-        watch again from 0), NOT_FOUND (unknown model filter).
+        watch again from 0), NOT_FOUND (unknown model filter), UNAVAILABLE (the replica is shutting
+        down; watch again with after_sequence set to the last sequence received).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -78,9 +78,11 @@ class RegistryServiceStub:
     Errors: NOT_FOUND (unknown model or version).
     """
     ListModelVersions: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.ListModelVersionsRequest, _registry_service_pb2.ListModelVersionsResponse]
-    """Lists a model's versions, newest first. Paginated.
+    """Lists a model's versions, newest first, or with model_name empty the versions of every model
+    (newest first), e.g. those whose lineage points at one dataset version. Paginated.
 
-    Errors: NOT_FOUND (unknown model), INVALID_ARGUMENT (bad page_token, page_size < 0).
+    Errors: NOT_FOUND (unknown model), INVALID_ARGUMENT (bad page_token, page_size < 0,
+    lineage_dataset_version without lineage_dataset_id).
     """
     DeleteModelVersion: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.DeleteModelVersionRequest, _registry_service_pb2.DeleteModelVersionResponse]
     """Deletes a version; its artifact object goes once nothing references it.
@@ -105,7 +107,9 @@ class RegistryServiceStub:
     Errors: NOT_FOUND (unknown model), INVALID_ARGUMENT (bad page_token, page_size < 0).
     """
     ResolveModel: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.ResolveModelRequest, _registry_service_pb2.ResolveModelResponse]
-    """Resolves name + alias, name + version or name + latest to one READY version.
+    """Resolves name + alias, name + version or name + latest to one READY version. A replica
+    answers its own changes at once and other replicas' changes within its event poll interval
+    (LOOPML_WATCH_POLL_INTERVAL_S, 0.1 s by default).
 
     Errors: INVALID_ARGUMENT (empty name), NOT_FOUND (unknown model, alias or version, or no
     READY version for latest), FAILED_PRECONDITION (the version asked for is not READY).
@@ -123,7 +127,8 @@ class RegistryServiceStub:
     increasing sequence numbers, so a client can resume with after_sequence.
 
     Errors: OUT_OF_RANGE (after_sequence older than the retained events; re-read the state and
-    watch again from 0), NOT_FOUND (unknown model filter).
+    watch again from 0), NOT_FOUND (unknown model filter), UNAVAILABLE (the replica is shutting
+    down; watch again with after_sequence set to the last sequence received).
     """
 
 @_typing.type_check_only
@@ -176,9 +181,11 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     Errors: NOT_FOUND (unknown model or version).
     """
     ListModelVersions: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.ListModelVersionsRequest, _registry_service_pb2.ListModelVersionsResponse]  # type: ignore[assignment]
-    """Lists a model's versions, newest first. Paginated.
+    """Lists a model's versions, newest first, or with model_name empty the versions of every model
+    (newest first), e.g. those whose lineage points at one dataset version. Paginated.
 
-    Errors: NOT_FOUND (unknown model), INVALID_ARGUMENT (bad page_token, page_size < 0).
+    Errors: NOT_FOUND (unknown model), INVALID_ARGUMENT (bad page_token, page_size < 0,
+    lineage_dataset_version without lineage_dataset_id).
     """
     DeleteModelVersion: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.DeleteModelVersionRequest, _registry_service_pb2.DeleteModelVersionResponse]  # type: ignore[assignment]
     """Deletes a version; its artifact object goes once nothing references it.
@@ -203,7 +210,9 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     Errors: NOT_FOUND (unknown model), INVALID_ARGUMENT (bad page_token, page_size < 0).
     """
     ResolveModel: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.ResolveModelRequest, _registry_service_pb2.ResolveModelResponse]  # type: ignore[assignment]
-    """Resolves name + alias, name + version or name + latest to one READY version.
+    """Resolves name + alias, name + version or name + latest to one READY version. A replica
+    answers its own changes at once and other replicas' changes within its event poll interval
+    (LOOPML_WATCH_POLL_INTERVAL_S, 0.1 s by default).
 
     Errors: INVALID_ARGUMENT (empty name), NOT_FOUND (unknown model, alias or version, or no
     READY version for latest), FAILED_PRECONDITION (the version asked for is not READY).
@@ -221,7 +230,8 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     increasing sequence numbers, so a client can resume with after_sequence.
 
     Errors: OUT_OF_RANGE (after_sequence older than the retained events; re-read the state and
-    watch again from 0), NOT_FOUND (unknown model filter).
+    watch again from 0), NOT_FOUND (unknown model filter), UNAVAILABLE (the replica is shutting
+    down; watch again with after_sequence set to the last sequence received).
     """
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -313,9 +323,11 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_service_pb2.ListModelVersionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_service_pb2.ListModelVersionsResponse, _abc.Awaitable[_registry_service_pb2.ListModelVersionsResponse]]:
-        """Lists a model's versions, newest first. Paginated.
+        """Lists a model's versions, newest first, or with model_name empty the versions of every model
+        (newest first), e.g. those whose lineage points at one dataset version. Paginated.
 
-        Errors: NOT_FOUND (unknown model), INVALID_ARGUMENT (bad page_token, page_size < 0).
+        Errors: NOT_FOUND (unknown model), INVALID_ARGUMENT (bad page_token, page_size < 0,
+        lineage_dataset_version without lineage_dataset_id).
         """
 
     @_abc_1.abstractmethod
@@ -370,7 +382,9 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_service_pb2.ResolveModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_service_pb2.ResolveModelResponse, _abc.Awaitable[_registry_service_pb2.ResolveModelResponse]]:
-        """Resolves name + alias, name + version or name + latest to one READY version.
+        """Resolves name + alias, name + version or name + latest to one READY version. A replica
+        answers its own changes at once and other replicas' changes within its event poll interval
+        (LOOPML_WATCH_POLL_INTERVAL_S, 0.1 s by default).
 
         Errors: INVALID_ARGUMENT (empty name), NOT_FOUND (unknown model, alias or version, or no
         READY version for latest), FAILED_PRECONDITION (the version asked for is not READY).
@@ -400,7 +414,8 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         increasing sequence numbers, so a client can resume with after_sequence.
 
         Errors: OUT_OF_RANGE (after_sequence older than the retained events; re-read the state and
-        watch again from 0), NOT_FOUND (unknown model filter).
+        watch again from 0), NOT_FOUND (unknown model filter), UNAVAILABLE (the replica is shutting
+        down; watch again with after_sequence set to the last sequence received).
         """
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
