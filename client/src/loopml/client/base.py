@@ -32,6 +32,8 @@ class ServiceClient:
             token=self.config.token,
             max_message_bytes=self.config.max_message_bytes,
             service_methods={self.full_name: self._method_names()} if self.full_name else None,
+            credentials=self.config.credentials(),
+            tls_server_name=self.config.tls_server_name,
         )
         self.stub = self.stub_class(self._channel) if self.stub_class else None
         self._health = health_pb2_grpc.HealthStub(self._channel)

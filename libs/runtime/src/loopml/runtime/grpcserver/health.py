@@ -10,6 +10,9 @@ from grpc_health.v1 import health, health_pb2
 
 log = logging.getLogger("loopml.health")
 
+#: Health service name that only says the process is up (for liveness probes).
+LIVENESS = "liveness"
+
 #: A dependency probe: returns when the dependency answers, raises when it does not.
 Probe = Callable[[], None]
 
@@ -19,6 +22,10 @@ class HealthMonitor:
 
     The overall status (service name "") and each service's status are the same: a loopml
     process serves one service whose RPCs all need the same dependencies.
+
+    The name `liveness` answers SERVING while the process serves at all, whatever its
+    dependencies say, until shutdown: a liveness probe must not restart a pod because the
+    database is down (readiness, on "", takes it out of the load balancer instead).
     """
 
     def __init__(self, service_names: Iterable[str], probes: Mapping[str, Probe], interval_s: float):
@@ -30,6 +37,7 @@ class HealthMonitor:
         self._thread: threading.Thread | None = None
         self._failures: dict[str, str] = {}
         self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
 
     @property
     def failures(self) -> dict[str, str]:

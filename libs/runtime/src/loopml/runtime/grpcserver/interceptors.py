@@ -10,12 +10,13 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import grpc
 from prometheus_client import Counter, Histogram
 
 from loopml.runtime import errors
+from loopml.runtime.grpcserver import auth
 from loopml.runtime.grpcserver.logs import request_id_var
 from loopml.runtime.grpcserver.status import internal_status, to_grpc_status
 
@@ -145,38 +146,91 @@ class CallInterceptor(grpc.ServerInterceptor):
 
 
 class BearerTokenInterceptor(grpc.ServerInterceptor):
-    """Refuses calls without `authorization: Bearer <token>` naming an accepted token.
+    """Refuses calls without `authorization: Bearer <token>` naming an accepted token
+    (UNAUTHENTICATED), or whose token's role may not call the method (PERMISSION_DENIED; the
+    table is `loopml.runtime.grpcserver.auth.roles_allowed`).
 
-    Health checks and reflection stay open. Tokens are compared in constant time and never logged.
+    `tokens` is {token: role}, or plain tokens (all admin). Health checks and reflection stay
+    open. Tokens are compared in constant time and never logged.
     """
 
-    def __init__(self, tokens: Iterable[str]):
-        self._tokens = tuple(t.encode() for t in tokens)
-        self._deny = grpc.unary_unary_rpc_method_handler(self._refuse)
+    def __init__(self, tokens: Iterable[str] | Mapping[str, str]):
+        roles = dict(tokens) if isinstance(tokens, Mapping) else {t: auth.ADMIN for t in tokens}
+        self._tokens = tuple((t.encode(), role) for t, role in roles.items())
 
-    def _accepted(self, header: str) -> bool:
+    def _role(self, header: str) -> str | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return False
+            return None
         given = token.strip().encode()
-        return any(hmac.compare_digest(given, t) for t in self._tokens)
+        role = None
+        for accepted, accepted_role in self._tokens:  # no early exit: same time for every token
+            if hmac.compare_digest(given, accepted):
+                role = accepted_role
+        return role
 
     @staticmethod
-    def _refuse(request, context):
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+    def _refuse(code: grpc.StatusCode, message: str):
+        def unary(request, context):
+            context.abort(code, message)
+
+        def stream(request, context):
+            context.abort(code, message)
+            yield  # pragma: no cover - makes this a generator like the handler it replaces
+
+        return lambda _behaviour, streaming: stream if streaming else unary
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
         if method.startswith(OPEN_PREFIXES):
             return continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
-        if self._accepted(metadata.get("authorization", "")):
+        role = self._role(metadata.get("authorization", ""))
+        allowed = auth.roles_allowed(method)
+        if role in allowed:
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        return _rewrap(handler, lambda _behaviour, streaming: self._refuse_stream if streaming else self._refuse)
+        if role is None:
+            refusal = self._refuse(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+        else:
+            needed = " or ".join(sorted(allowed - {auth.ADMIN})) or auth.ADMIN
+            refusal = self._refuse(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"role {role!r} may not call {_split(method)[1]}; it needs {needed} (or admin)",
+            )
+        return _rewrap(handler, refusal)
 
-    def _refuse_stream(self, request, context):
-        self._refuse(request, context)
-        yield  # pragma: no cover - makes this a generator like the handler it replaces
+
+class UploadLimitInterceptor(grpc.ServerInterceptor):
+    """Bounds the total bytes of a client-streaming call: past `max_bytes` the request stream
+    raises ResourceExhausted, which the call interceptor turns into RESOURCE_EXHAUSTED."""
+
+    def __init__(self, max_bytes: int):
+        self._max_bytes = max_bytes
+
+    def _bounded(self, requests: Iterator, method: str) -> Iterator:
+        total = 0
+        for request in requests:
+            total += request.ByteSize() if hasattr(request, "ByteSize") else len(request)
+            if total > self._max_bytes:
+                raise errors.ResourceExhausted(
+                    f"{_split(method)[1]}: request stream exceeds the upload limit of "
+                    f"{self._max_bytes} bytes (LOOPML_MAX_UPLOAD_BYTES)"
+                )
+            yield request
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or not handler.request_streaming:
+            return handler
+        method = handler_call_details.method
+
+        def wrap(behaviour, _streaming):
+            def bounded(request_iterator, context):
+                return behaviour(self._bounded(request_iterator, method), context)
+
+            return bounded
+
+        return _rewrap(handler, wrap)

@@ -10,16 +10,22 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from loopml.runtime.grpcserver.health import HealthMonitor, Probe
-from loopml.runtime.grpcserver.interceptors import BearerTokenInterceptor, CallInterceptor
+from loopml.runtime.grpcserver.interceptors import (
+    BearerTokenInterceptor,
+    CallInterceptor,
+    UploadLimitInterceptor,
+)
 from loopml.runtime.settings import ServiceSettings
 
 log = logging.getLogger("loopml.server")
@@ -42,6 +48,19 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
+def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the settings' certificate files (mutual TLS when a client CA is set),
+    or None for a plaintext server."""
+    if not settings.tls_cert_file:
+        return None
+    key = Path(settings.tls_key_file).read_bytes()
+    chain = Path(settings.tls_cert_file).read_bytes()
+    client_ca = Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
 class ServiceServer:
     def __init__(
         self,
@@ -57,14 +76,16 @@ class ServiceServer:
             [r.full_name for r in self._registrations], probes or {}, settings.health_interval_s
         )
         interceptors: list[grpc.ServerInterceptor] = []
-        tokens = settings.accepted_tokens()
+        tokens = settings.token_roles()
         if tokens:
             interceptors.append(BearerTokenInterceptor(tokens))
         interceptors.append(CallInterceptor())
+        interceptors.append(UploadLimitInterceptor(settings.max_upload_bytes))
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
             interceptors=interceptors,
             options=[*channel_options(settings.max_message_bytes), ("grpc.so_reuseport", 0)],
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
         )
         for registration in self._registrations:
             registration.add_to_server(registration.servicer, self._server)
@@ -77,7 +98,11 @@ class ServiceServer:
             ],
             self._server,
         )
-        self.port = self._server.add_insecure_port(settings.listen_address)
+        credentials = server_credentials(settings)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(settings.listen_address)
+        else:
+            self.port = self._server.add_secure_port(settings.listen_address, credentials)
         if self.port == 0:
             raise OSError(f"cannot bind {settings.listen_address}")
         self._stopped = threading.Event()
@@ -90,7 +115,7 @@ class ServiceServer:
             host = "127.0.0.1"
         return f"{host}:{self.port}"
 
-    def start(self) -> "ServiceServer":
+    def start(self) -> ServiceServer:
         self._server.start()
         self.health.start()
         if self.settings.prometheus_address:
@@ -134,4 +159,9 @@ class ServiceServer:
         self.start()
         while not stop_requested.wait(0.5):
             pass
+        if self.settings.shutdown_delay_s:
+            # Report NOT_SERVING while still answering, so traffic moves away first.
+            self.health.shutdown()
+            log.info("draining: NOT_SERVING for %.1fs before refusing calls", self.settings.shutdown_delay_s)
+            time.sleep(self.settings.shutdown_delay_s)
         self.stop()
