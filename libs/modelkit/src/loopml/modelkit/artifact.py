@@ -57,6 +57,8 @@ class ModelBundle:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     format: str = ARTIFACT_FORMAT
+    #: Importance of each input column (larger is more important), most important first.
+    feature_importances: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.task not in TASKS:

@@ -1,3 +1,4 @@
 from loopml.services.trainer.server import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The trainer's domain: the search engine (no gRPC, no generated protobuf modules)."""

@@ -1,0 +1,45 @@
+"""Caruana-style ensemble selection: greedy forward selection with replacement over out-of-fold
+predictions, each step adding the member that improves the ensemble's score the most."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from loopml.services.trainer.core.metrics import Metric
+
+
+def select_ensemble(
+    candidates: dict[str, np.ndarray], y: np.ndarray, metric: Metric, rounds: int = 25
+) -> tuple[dict[str, float], float]:
+    """Weights per candidate (summing to 1) and the ensemble's score on the rows all candidates predict.
+
+    `candidates` maps a trial id to its out-of-fold output (probabilities or predictions).
+    """
+    ids = list(candidates)
+    outputs = [candidates[i] for i in ids]
+    mask = np.ones(len(y), dtype=bool)
+    for output in outputs:
+        mask &= ~np.isnan(output if output.ndim == 1 else output[:, 0])
+    outputs = [o[mask] for o in outputs]
+    target = y[mask]
+    sign = 1.0 if metric.higher_is_better else -1.0
+    chosen: list[int] = []
+    total = np.zeros_like(outputs[0])
+    best_score = -np.inf
+    for _ in range(rounds):
+        step_best, step_index = -np.inf, -1
+        for index, output in enumerate(outputs):
+            blend = (total + output) / (len(chosen) + 1)
+            score = sign * metric.compute(target, blend)
+            if score > step_best:
+                step_best, step_index = score, index
+        if step_best <= best_score and chosen:
+            break  # no member improves the ensemble any more
+        chosen.append(step_index)
+        total = total + outputs[step_index]
+        best_score = step_best
+    counts = Counter(chosen)
+    weights = {ids[i]: n / len(chosen) for i, n in counts.items()}
+    return weights, sign * best_score

@@ -1,0 +1,152 @@
+"""The metrics a search can optimise: how each is computed, its direction and the tasks it fits.
+
+Classification metrics take class probabilities (n x k, columns in class order); regression
+metrics take predictions. Scores are the metric's own value; `higher_is_better` gives the direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+CLASSIFICATION = ("binary", "multiclass")
+REGRESSION = ("regression",)
+DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    tasks: tuple[str, ...]
+    compute: Callable[[np.ndarray, np.ndarray], float]
+
+    def fits(self, task: str) -> bool:
+        return task in self.tasks
+
+    def worst(self) -> float:
+        return -np.inf if self.higher_is_better else np.inf
+
+
+def _labels(proba: np.ndarray) -> np.ndarray:
+    return proba.argmax(axis=1)
+
+
+def _average(y: np.ndarray, proba: np.ndarray) -> str:
+    return "binary" if proba.shape[1] == 2 else "macro"
+
+
+def _accuracy(y, proba):
+    return float(np.mean(_labels(proba) == y))
+
+
+def _balanced_accuracy(y, proba):
+    from sklearn.metrics import balanced_accuracy_score
+
+    return float(balanced_accuracy_score(y, _labels(proba)))
+
+
+def _f1(y, proba):
+    from sklearn.metrics import f1_score
+
+    return float(
+        f1_score(y, _labels(proba), average=_average(y, proba), labels=range(proba.shape[1]), zero_division=0)
+    )
+
+
+def _precision(y, proba):
+    from sklearn.metrics import precision_score
+
+    return float(
+        precision_score(
+            y, _labels(proba), average=_average(y, proba), labels=range(proba.shape[1]), zero_division=0
+        )
+    )
+
+
+def _recall(y, proba):
+    from sklearn.metrics import recall_score
+
+    return float(
+        recall_score(
+            y, _labels(proba), average=_average(y, proba), labels=range(proba.shape[1]), zero_division=0
+        )
+    )
+
+
+def _roc_auc(y, proba):
+    from sklearn.metrics import roc_auc_score
+
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(y, proba[:, 1]))
+    present = np.unique(y)
+    if len(present) < proba.shape[1]:  # a fold without some class: score the classes it has
+        sub = proba[:, present]
+        sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
+        return float(roc_auc_score(np.searchsorted(present, y), sub, multi_class="ovr"))
+    return float(roc_auc_score(y, proba, multi_class="ovr"))
+
+
+def _log_loss(y, proba):
+    clipped = np.clip(proba, 1e-15, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(clipped[np.arange(len(y)), y])))
+
+
+def _rmse(y, pred):
+    return float(np.sqrt(np.mean((y - pred) ** 2)))
+
+
+def _mae(y, pred):
+    return float(np.mean(np.abs(y - pred)))
+
+
+def _r2(y, pred):
+    total = np.sum((y - y.mean()) ** 2)
+    return float(1.0 - np.sum((y - pred) ** 2) / total) if total > 0 else 0.0
+
+
+def _mape(y, pred):
+    return float(np.mean(np.abs(y - pred) / np.maximum(np.abs(y), np.finfo(float).eps)))
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("accuracy", True, CLASSIFICATION, _accuracy),
+        Metric("balanced_accuracy", True, CLASSIFICATION, _balanced_accuracy),
+        Metric("f1", True, CLASSIFICATION, _f1),
+        Metric("precision", True, CLASSIFICATION, _precision),
+        Metric("recall", True, CLASSIFICATION, _recall),
+        Metric("roc_auc", True, CLASSIFICATION, _roc_auc),
+        Metric("log_loss", False, CLASSIFICATION, _log_loss),
+        Metric("rmse", False, REGRESSION, _rmse),
+        Metric("mae", False, REGRESSION, _mae),
+        Metric("r2", True, REGRESSION, _r2),
+        Metric("mape", False, REGRESSION, _mape),
+    )
+}
+
+#: Metrics measured next to the search metric for every trial.
+REPORTED = {
+    "binary": ("roc_auc", "log_loss", "accuracy", "f1"),
+    "multiclass": ("log_loss", "accuracy", "balanced_accuracy"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+def get_metric(name: str) -> Metric:
+    return METRICS[name]
+
+
+def score_all(task: str, names, y: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    """Every metric in `names` on one set of predictions (a metric that cannot be computed is skipped)."""
+    scores = {}
+    for name in names:
+        try:
+            scores[name] = METRICS[name].compute(y, output)
+        except ValueError:
+            continue
+    return scores
