@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+from loopml.client.config import ClientConfig
 from loopml.client.errors import FailedPreconditionError, NotFoundError, UnavailableError
 from loopml.services.dataset.registry_lineage import RegistryLineage
 from tests.dataset import data
@@ -55,7 +56,8 @@ def test_registry_that_does_not_answer_blocks_unforced_deletes(serve, backend, t
     from tests.dataset.conftest import start
 
     service = start(serve, backend, tmp_path)
-    service.server.core.lineage = RegistryLineage(f"127.0.0.1:{free_port()}", timeout_s=2)
+    nowhere = ClientConfig(timeout_s=2).with_address("registry", f"127.0.0.1:{free_port()}")
+    service.server.core.lineage = RegistryLineage(nowhere)
     dataset_id = upload_two_versions(service)
     with pytest.raises(UnavailableError) as unavailable:
         service.client.delete(dataset_id)
@@ -75,7 +77,7 @@ def test_delete_asks_the_real_registry(serve, backend, tmp_path):
     registry = serve(
         "registry", make_registry, RegistrySettings(**backend.settings, listen_address="127.0.0.1:0")
     )
-    lineage = RegistryLineage(registry.address, timeout_s=10)
+    lineage = RegistryLineage(ClientConfig(timeout_s=10).with_address("registry", registry.address))
     service = start(serve, backend, tmp_path, lineage=lineage)
     dataset_id = upload_two_versions(service)
     with RegistryClient(serve.served.client_config()) as models:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import grpc
 
 from loopml.client.channel import open_channel
+from loopml.client.config import ClientConfig
 from loopml.registry.v1 import model_pb2, registry_service_pb2, registry_service_pb2_grpc
 from loopml.runtime.errors import Unavailable
 
@@ -19,9 +20,15 @@ _LIVE = [model_pb2.MODEL_VERSION_STATUS_PENDING, model_pb2.MODEL_VERSION_STATUS_
 
 
 class RegistryLineage:
-    def __init__(self, address: str, *, token: str = "", timeout_s: float = 10.0):
-        self.address, self.timeout_s = address, timeout_s
-        self._channel = open_channel(address, token=token)
+    def __init__(self, config: ClientConfig):
+        self.address, self.timeout_s = config.addresses["registry"], config.timeout_s
+        self._channel = open_channel(
+            self.address,
+            token=config.token,
+            max_message_bytes=config.max_message_bytes,
+            credentials=config.credentials(),
+            tls_server_name=config.tls_server_name,
+        )
         self._stub = registry_service_pb2_grpc.RegistryServiceStub(self._channel)
 
     def models_using(self, dataset_id: str, version: int) -> list[str]:

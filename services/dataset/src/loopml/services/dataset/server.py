@@ -29,16 +29,15 @@ def make_server(settings: DatasetSettings, deps: Deps | None = None) -> ServiceS
     """An unstarted server for `settings`; its health follows the database and the object store."""
     deps = deps or Deps()
     database = settings.open_database()
-    migrate(database, MIGRATIONS, "alembic_version_dataset")
+    if settings.migrate_on_start:
+        migrate(database, MIGRATIONS, "alembic_version_dataset")
     store = settings.open_object_store()
     lineage = deps.lineage
     on_stop = [database.dispose]
     if lineage is None and settings.check_lineage:
         from loopml.services.dataset.registry_lineage import RegistryLineage
 
-        lineage = RegistryLineage(
-            settings.registry_address, token=settings.client_token, timeout_s=settings.call_timeout_s
-        )
+        lineage = RegistryLineage(settings.client_config())
         on_stop.append(lineage.close)
     core = DatasetCore(
         Repository(database),

@@ -7,7 +7,6 @@ import os
 import socket
 from pathlib import Path
 
-from loopml.client.config import ClientConfig
 from loopml.runtime.db import migrate
 from loopml.runtime.grpcserver import ServiceRegistration, ServiceServer
 from loopml.runtime.main import run_service
@@ -25,22 +24,8 @@ SERVICE_NAME = trainer_service_pb2.DESCRIPTOR.services_by_name["TrainerService"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def client_config(settings: TrainerSettings) -> ClientConfig:
-    base = ClientConfig()
-    return ClientConfig(
-        addresses={
-            **base.addresses,
-            "dataset": settings.dataset_address,
-            "registry": settings.registry_address,
-        },
-        token=settings.client_token,
-        timeout_s=settings.call_timeout_s,
-        max_message_bytes=settings.max_message_bytes,
-    )
-
-
 def build_engine(settings: TrainerSettings, database, store, *, data=None, registry=None) -> Engine:
-    config = client_config(settings)
+    config = settings.client_config()  # addresses, token, TLS and deadline of outgoing calls
     return Engine(
         state=SearchState(
             database,

@@ -13,7 +13,7 @@ class TrainerSettings(ServiceSettings):
     service_name: ClassVar[str] = "trainer"
 
     listen_address: str = "127.0.0.1:50052"
-    #: Run search slots in this process (False: API only; separate `loopml-trainer-worker` processes run them).
+    #: Run search slots in this process (False: API only; `loopml-trainer-worker` processes run them).
     run_searches: bool = True
     #: Search slots (trials at once) this process runs.
     worker_slots: int = Field(default=1, ge=1, le=64)
@@ -24,7 +24,9 @@ class TrainerSettings(ServiceSettings):
     #: Optuna heartbeat of running trials, and how long without one before a trial is reaped as failed.
     heartbeat_interval_s: int = Field(default=2, ge=1)
     heartbeat_grace_s: int = Field(default=10, ge=2)
+    #: Wall-clock seconds a trial may run when the search sets no per-trial limit; then it is killed.
     default_trial_time_limit_s: float = Field(default=600.0, gt=0)
+    #: Resident memory a trial's worker process may use when the search sets none (0: no limit).
     default_trial_memory_limit_bytes: int = Field(default=4 * 2**30, ge=0)
     #: Worker id (empty: host name and process id).
     worker_id: str = ""
