@@ -549,6 +549,7 @@ class VersionPerformance(_message.Message):
     PREDICTION_COUNT_FIELD_NUMBER: _builtins.int
     FEEDBACK_COUNT_FIELD_NUMBER: _builtins.int
     COVERAGE_FIELD_NUMBER: _builtins.int
+    TRAINING_METRICS_NOTE_FIELD_NUMBER: _builtins.int
     model_version: _builtins.int
     """The version."""
     prediction_count: _builtins.int
@@ -557,6 +558,8 @@ class VersionPerformance(_message.Message):
     """Of those, rows that received feedback."""
     coverage: _builtins.float
     """feedback_count / prediction_count."""
+    training_metrics_note: _builtins.str
+    """Why training_metrics is empty (e.g. the registry was not reachable), or empty."""
     @_builtins.property
     def online_metrics(self) -> _containers.RepeatedCompositeFieldContainer[_metric_pb2.MetricScore]:
         """Metrics from predictions joined with feedback in the window (evaluation_set ONLINE)."""
@@ -574,10 +577,11 @@ class VersionPerformance(_message.Message):
         prediction_count: _builtins.int = ...,
         feedback_count: _builtins.int = ...,
         coverage: _builtins.float = ...,
+        training_metrics_note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "feedback_count", b"feedback_count", "model_version", b"model_version", "online_metrics", b"online_metrics", "prediction_count", b"prediction_count", "training_metrics", b"training_metrics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "feedback_count", b"feedback_count", "model_version", b"model_version", "online_metrics", b"online_metrics", "prediction_count", b"prediction_count", "training_metrics", b"training_metrics", "training_metrics_note", b"training_metrics_note"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
