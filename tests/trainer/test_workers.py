@@ -131,7 +131,8 @@ def test_killed_worker_search_resumes_in_another_process(cluster):
     os.killpg(first.pid, signal.SIGKILL)  # the worker and its trial process die mid-search
     first.wait()
     before = trial_workers(trainer, search.search_id)
-    assert set(before.values()) == {"w1"} and len(before) < 6
+    # "" is a trial the kill caught between its creation and the write naming its worker
+    assert "w1" in set(before.values()) <= {"w1", ""} and len(before) < 6
 
     start_worker("w2")
     done = wait_for(
@@ -141,7 +142,7 @@ def test_killed_worker_search_resumes_in_another_process(cluster):
     board = trainer.leaderboard(search.search_id, include_unscored=True)
     after = {e.trial.trial_id: e.trial for e in board.entries if e.trial.trial_id != "ensemble"}
     assert set(before) <= set(after)  # the recorded trials are kept
-    assert {t.worker_id for t in after.values()} == {"w1", "w2"}
+    assert {"w1", "w2"} <= {t.worker_id for t in after.values()} <= {"w1", "w2", ""}
     assert all(
         t.state != 1 for t in after.values()
     )  # nothing left RUNNING: the dead worker's trial was reaped
