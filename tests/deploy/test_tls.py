@@ -79,9 +79,8 @@ def test_mutual_tls_admits_only_clients_with_a_certificate(mtls_suite, tmp_path)
     for name, address in addresses.items():
         with _Health(config, name) as client:  # the SDK with the certificate
             status = client.health(timeout=5)
-        # inference is SERVING once its registry probe uses the service's TLS client settings
-        # (settings.client_config()); its transport is checked by the RPC below either way.
-        assert status == "SERVING" or name == "inference", f"{name}: {status}"
+        # SERVING everywhere: service-to-service probes (inference -> registry) speak mTLS too
+        assert status == "SERVING", f"{name}: {status}"
         with _tls_channel(address, certs, with_client_cert=True) as channel:
             code, _ = call_read_rpc(channel, name, timeout=5)
             assert code in ANSWERED, f"{name}: {code}"
