@@ -68,9 +68,16 @@ class ServiceServer:
         registrations: Sequence[ServiceRegistration],
         probes: Mapping[str, Probe] | None = None,
         on_stop: Sequence[Callable[[], None]] = (),
+        on_start: Sequence[Callable[[], None]] = (),
+        on_stopping: Sequence[Callable[[], None]] = (),
     ):
+        """`on_start` runs once the server is serving (background work); `on_stopping` as the
+        server begins to stop, before in-flight calls drain (e.g. ending endless watch streams);
+        `on_stop` after the drain (closing resources)."""
         self.settings = settings
         self._registrations = list(registrations)
+        self._on_start = list(on_start)
+        self._on_stopping = list(on_stopping)
         self._on_stop = list(on_stop)
         self.health = HealthMonitor(
             [r.full_name for r in self._registrations], probes or {}, settings.health_interval_s
@@ -123,6 +130,8 @@ class ServiceServer:
 
             host, _, port = self.settings.prometheus_address.rpartition(":")
             self._metrics_http, _ = start_http_server(int(port), addr=host)
+        for begin in self._on_start:
+            begin()
         log.info("serving %s on %s", ", ".join(r.full_name for r in self._registrations), self.address)
         return self
 
@@ -133,15 +142,20 @@ class ServiceServer:
         self._stopped.set()
         grace = self.settings.shutdown_grace_s if grace is None else grace
         self.health.shutdown()
+        self._run_all(self._on_stopping)
         self._server.stop(grace).wait()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
-        for close in self._on_stop:
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - keep closing the rest
-                log.exception("error while closing")
+        self._run_all(self._on_stop)
         log.info("stopped")
+
+    @staticmethod
+    def _run_all(hooks: Sequence[Callable[[], None]]) -> None:
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - keep running the rest
+                log.exception("error in a shutdown hook")
 
     def wait(self) -> None:
         self._server.wait_for_termination()

@@ -61,9 +61,12 @@ def make_server(settings: RegistrySettings) -> ServiceServer:
             )
         ],
         probes={"database": database.check, "object_store": store.check},
+        # a watch never ends by itself: end open watches (UNAVAILABLE, so clients watch again
+        # elsewhere) as stopping begins, or draining would always last the whole grace period
+        on_start=[background.start],
+        on_stopping=[background.feed.stop],
         on_stop=[background.stop, database.dispose],
     )
-    _start_with(server, background)
     return server
 
 
@@ -80,24 +83,6 @@ def migrate(settings: RegistrySettings) -> None:
         migrate_database(database)
     finally:
         database.dispose()
-
-
-def _start_with(server: ServiceServer, background: Background) -> None:
-    """Start `background` right after the server starts, and end open watches (UNAVAILABLE, so
-    clients watch again elsewhere) as the server begins to stop: a watch never finishes by itself,
-    so draining would otherwise always last the whole grace period. ServiceServer has no hooks."""
-    start, stop = server.start, server.stop
-
-    def start_all() -> ServiceServer:
-        result = start()
-        background.start()
-        return result
-
-    def stop_all(grace: float | None = None) -> None:
-        background.feed.stop()
-        stop(grace)
-
-    server.start, server.stop = start_all, stop_all
 
 
 def main() -> None:
