@@ -73,10 +73,12 @@ class ModelBundle:
         data = columns if isinstance(columns, pd.DataFrame) else pd.DataFrame(columns)
         missing = [n for n in self.input_names if n not in data.columns]
         if missing:
-            raise InvalidArgument(f"inputs.{missing[0]}", f"missing input column (model needs {self.input_names})")
+            needs = f"missing input column (model needs {self.input_names})"
+            raise InvalidArgument(f"inputs.{missing[0]}", needs)
         extra = [n for n in data.columns if n not in self.input_names]
         if extra:
-            raise InvalidArgument(f"inputs.{extra[0]}", f"unknown input column (model takes {self.input_names})")
+            takes = f"unknown input column (model takes {self.input_names})"
+            raise InvalidArgument(f"inputs.{extra[0]}", takes)
         return data[self.input_names]
 
     def predict(self, columns: dict[str, list] | pd.DataFrame) -> Prediction:

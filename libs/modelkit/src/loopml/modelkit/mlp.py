@@ -34,7 +34,7 @@ class _TabularMLP(BaseEstimator):
         self.random_state = random_state
 
     def _targets(self, y):
-        raise NotImplementedError
+        raise NotImplementedError("a subclass says how targets are encoded (classes or values)")
 
     def fit(self, X, y):
         import torch  # training only
