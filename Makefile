@@ -41,3 +41,13 @@ up: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-triton
+
+# Virtualenvs of the systems bench/trainer_bench.py compares against, outside the repo (their
+# xgboost pins collide with ours and with each other). Not part of `make install`.
+BENCH_VENVS ?= /work/bench-venvs
+.PHONY: bench-venvs
+bench-venvs: requirements/bench-flaml.txt requirements/bench-autogluon.txt
+	test -x $(BENCH_VENVS)/flaml/bin/python || $(PYTHON) -m venv $(BENCH_VENVS)/flaml
+	$(BENCH_VENVS)/flaml/bin/python -m pip install -q -r requirements/bench-flaml.txt
+	test -x $(BENCH_VENVS)/autogluon/bin/python || $(PYTHON) -m venv $(BENCH_VENVS)/autogluon
+	$(BENCH_VENVS)/autogluon/bin/python -m pip install -q -r requirements/bench-autogluon.txt
