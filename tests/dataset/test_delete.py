@@ -92,3 +92,15 @@ def test_delete_asks_the_real_registry(serve, backend, tmp_path):
     assert list(service.client.delete(dataset_id, 2, force=True).deleted_versions) == [2]
     assert service.leftovers() == (0, 0, [], [])
     lineage.close()
+
+
+def test_deleting_an_imported_dataset_keeps_the_users_object(service):
+    payload = data.csv_bytes()
+    theirs = service.store.put("incoming/customers.csv", payload)
+    dataset_id = service.client.import_object(theirs.uri, name="imported").version.ref.dataset_id
+    result = service.client.delete(dataset_id)
+    assert list(result.deleted_versions) == [1] and result.deleted_object_count == 1  # the canonical copy
+    assert service.leftovers() == (0, 0, [], [])
+    assert service.store.read_bytes("incoming/customers.csv") == payload
+    again = service.client.import_object(theirs.uri, name="imported")  # and it can be imported again
+    assert again.created and again.version.original_uri == theirs.uri

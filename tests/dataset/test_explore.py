@@ -182,6 +182,26 @@ def test_splits_are_deterministic_and_downloadable(uploaded, strategy, extra):
     assert [x.split_id for x in stored] == [s.split_id]
 
 
+def test_split_part_profiles_are_stored_with_the_split(uploaded):
+    service, dataset_id = uploaded
+    s = service.client.create_split(dataset_id, train=0.6, validation=0.2, test=0.2, seed=3).split
+    frame = leaky_frame()
+    counts = {"train": s.train_rows, "validation": s.validation_rows, "test": s.test_rows}
+    service.client.set_roles(dataset_id, types={"tenure": "numeric"})
+    canonical = service.client.get(dataset_id).version.canonical_uri
+    service.store.delete(service.store.key_from_uri(canonical))  # parts are not profiled again
+    profiles = {p: service.client.profile(dataset_id, split_id=s.split_id, part=p) for p in counts}
+    for part, profile in profiles.items():
+        assert profile.row_count == counts[part] and profile.split_id == s.split_id
+        churn = next(c for c in profile.columns if c.name == "churn")
+        assert sum(t.count for t in churn.top_values) == counts[part]
+    charges = [next(c for c in p.columns if c.name == "charges") for p in profiles.values()]
+    assert sum(c.count for c in charges) == len(frame)
+    assert min(c.min.double_value for c in charges) == frame["charges"].min()
+    tenure = next(c for c in profiles["train"].columns if c.name == "tenure")
+    assert tenure.type == schema_pb2.COLUMN_TYPE_NUMERIC  # the type as it is now, set after the split
+
+
 def test_split_errors(uploaded):
     service, dataset_id = uploaded
     with pytest.raises(InvalidArgumentError) as bad:

@@ -85,6 +85,19 @@ def test_same_name_new_version_and_identical_bytes_reuse(service):
     assert len(service.leftovers()[2]) == 4
 
 
+def test_created_by_is_the_callers_name(service, serve):
+    from loopml.client.datasets import DatasetClient
+
+    with DatasetClient(serve.served.client_config(), actor="ann") as ann:
+        uploaded = ann.upload(io.BytesIO(data.csv_bytes()), name="hers", filename="c.csv")
+        info = service.store.put("incoming/c.csv", data.csv_bytes(data.frame(seed=5)))
+        imported = ann.import_object(info.uri, name="imported")
+    assert uploaded.dataset.created_by == "ann" and uploaded.version.created_by == "ann"
+    assert imported.version.created_by == "ann"
+    got = service.client.get("hers")
+    assert got.dataset.created_by == "ann" and got.version.created_by == "ann"
+
+
 def test_progress_callback_and_upload_from_path(service, tmp_path):
     path = tmp_path / "c.csv"
     path.write_bytes(data.csv_bytes())

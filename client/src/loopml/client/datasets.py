@@ -16,7 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import grpc
+
 from loopml.client.base import ServiceClient
+from loopml.client.errors import from_rpc_error
+from loopml.client.registry import ACTOR_HEADER, _default_actor
 from loopml.common.v1 import refs_pb2, schema_pb2
 from loopml.dataset.v1 import dataset_pb2, dataset_service_pb2_grpc
 from loopml.dataset.v1 import dataset_service_pb2 as pb
@@ -73,6 +77,19 @@ class DatasetClient(ServiceClient):
     stub_class = dataset_service_pb2_grpc.DatasetServiceStub
     full_name = "loopml.dataset.v1.DatasetService"
 
+    def __init__(self, config=None, *, channel: grpc.Channel | None = None, actor: str | None = None):
+        """`actor` is recorded as `created_by` of what this client uploads or imports; by default
+        the user name of this process."""
+        super().__init__(config, channel=channel)
+        self.actor = _default_actor() if actor is None else actor
+
+    def _as_actor(self, method: str, request, *, timeout: float | None = None):
+        metadata = ((ACTOR_HEADER, self.actor),) if self.actor else None
+        try:
+            return getattr(self.stub, method)(request, timeout=self._timeout(timeout), metadata=metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
     # -- ingest ------------------------------------------------------------------------------------
     def upload(
         self,
@@ -122,7 +139,7 @@ class DatasetClient(ServiceClient):
         )
         if isinstance(header.filename, str) and "/" in header.filename:
             header.filename = header.filename.rsplit("/", 1)[-1]
-        return self.call(
+        return self._as_actor(
             "UploadDataset", _upload_messages(header, source, chunk_size, total, progress), timeout=timeout
         )
 
@@ -136,7 +153,7 @@ class DatasetClient(ServiceClient):
         description: str = "",
         tags: dict[str, str] | None = None,
     ) -> pb.ImportDatasetResponse:
-        return self.call(
+        return self._as_actor(
             "ImportDataset",
             pb.ImportDatasetRequest(
                 name=name,

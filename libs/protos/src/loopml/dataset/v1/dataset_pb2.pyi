@@ -318,7 +318,7 @@ class Dataset(_message.Message):
     version_count: _builtins.int
     """Number of versions that exist."""
     created_by: _builtins.str
-    """Who created it (token subject), if known."""
+    """Who created it (the caller's x-loopml-actor header; the SDK sends its user name), if known."""
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """User tags, for filtering."""
@@ -486,7 +486,7 @@ class DatasetVersion(_message.Message):
     row_count: _builtins.int
     """Number of data rows."""
     created_by: _builtins.str
-    """Who created it, if known."""
+    """Who created it (the caller's x-loopml-actor header; the SDK sends its user name), if known."""
     @_builtins.property
     def ref(self) -> _refs_pb2.DatasetRef:
         """The dataset and this version's number."""

@@ -158,7 +158,8 @@ class DatasetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteDataset(self, request, context):
-        """Deletes one version, or the whole dataset, with its objects in the store.
+        """Deletes one version, or the whole dataset, with its objects in the store. The original of an
+        imported version is the importer's object and is kept; its canonical copy and splits go.
 
         Errors: NOT_FOUND (unknown dataset or version), FAILED_PRECONDITION (a registered model
         version's lineage points at it and force is false).

@@ -73,7 +73,8 @@ class DatasetServiceStub:
     Errors: INVALID_ARGUMENT (bad page_token, page_size < 0), NOT_FOUND (unknown dataset).
     """
     DeleteDataset: _grpc.UnaryUnaryMultiCallable[_dataset_service_pb2.DeleteDatasetRequest, _dataset_service_pb2.DeleteDatasetResponse]
-    """Deletes one version, or the whole dataset, with its objects in the store.
+    """Deletes one version, or the whole dataset, with its objects in the store. The original of an
+    imported version is the importer's object and is kept; its canonical copy and splits go.
 
     Errors: NOT_FOUND (unknown dataset or version), FAILED_PRECONDITION (a registered model
     version's lineage points at it and force is false).
@@ -157,7 +158,8 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     Errors: INVALID_ARGUMENT (bad page_token, page_size < 0), NOT_FOUND (unknown dataset).
     """
     DeleteDataset: _aio.UnaryUnaryMultiCallable[_dataset_service_pb2.DeleteDatasetRequest, _dataset_service_pb2.DeleteDatasetResponse]  # type: ignore[assignment]
-    """Deletes one version, or the whole dataset, with its objects in the store.
+    """Deletes one version, or the whole dataset, with its objects in the store. The original of an
+    imported version is the importer's object and is kept; its canonical copy and splits go.
 
     Errors: NOT_FOUND (unknown dataset or version), FAILED_PRECONDITION (a registered model
     version's lineage points at it and force is false).
@@ -274,7 +276,8 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _dataset_service_pb2.DeleteDatasetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dataset_service_pb2.DeleteDatasetResponse, _abc.Awaitable[_dataset_service_pb2.DeleteDatasetResponse]]:
-        """Deletes one version, or the whole dataset, with its objects in the store.
+        """Deletes one version, or the whole dataset, with its objects in the store. The original of an
+        imported version is the importer's object and is kept; its canonical copy and splits go.
 
         Errors: NOT_FOUND (unknown dataset or version), FAILED_PRECONDITION (a registered model
         version's lineage points at it and force is false).

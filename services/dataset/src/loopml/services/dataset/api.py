@@ -12,6 +12,14 @@ from loopml.runtime.errors import Cancelled, InvalidArgument
 from loopml.services.dataset import convert
 from loopml.services.dataset.core import DatasetCore
 
+#: Who is calling, as the SDK reports it (its user name); recorded as `created_by`. Bearer tokens
+#: carry a role, not a person, so this header is the only identity there is.
+ACTOR_HEADER = "x-loopml-actor"
+
+
+def _actor(context) -> str:
+    return dict(context.invocation_metadata() or ()).get(ACTOR_HEADER, "")[:256]
+
 
 def _chunks(requests: Iterator[pb.UploadDatasetRequest], context) -> Iterator[bytes]:
     """The bytes after the header; a client that goes away becomes `Cancelled`."""
@@ -38,14 +46,18 @@ class DatasetServiceServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
         if first is None or first.WhichOneof("payload") != "header":
             raise InvalidArgument("header", "the first message of the stream must carry the header")
         dataset, version, created = self.core.upload(
-            convert.upload_options(first.header), _chunks(request_iterator, context), context.is_active
+            convert.upload_options(first.header, _actor(context)),
+            _chunks(request_iterator, context),
+            context.is_active,
         )
         return pb.UploadDatasetResponse(
             dataset=convert.dataset_pb(dataset), version=convert.version_pb(version), created=created
         )
 
     def ImportDataset(self, request, context):
-        dataset, version, created = self.core.import_object(convert.import_options(request), request.uri)
+        dataset, version, created = self.core.import_object(
+            convert.import_options(request, _actor(context)), request.uri
+        )
         return pb.ImportDatasetResponse(
             dataset=convert.dataset_pb(dataset), version=convert.version_pb(version), created=created
         )

@@ -97,7 +97,7 @@ def upload_options(header: dataset_service_pb2.UploadDatasetHeader, created_by: 
     )
 
 
-def import_options(request: dataset_service_pb2.ImportDatasetRequest) -> IngestOptions:
+def import_options(request: dataset_service_pb2.ImportDatasetRequest, created_by: str = "") -> IngestOptions:
     return IngestOptions(
         name=request.name,
         description=request.description,
@@ -108,6 +108,7 @@ def import_options(request: dataset_service_pb2.ImportDatasetRequest) -> IngestO
         sha256=request.sha256,
         label_column=request.label_column,
         tags=dict(request.tags),
+        created_by=created_by,
     )
 
 

@@ -375,7 +375,9 @@ class Repository:
                 self._split(vrow, same_name) if same_name else None,
             )
 
-    def add_split(self, dataset_id: str, version: int, split: Split) -> Split:
+    def add_split(self, dataset_id: str, version: int, split: Split, profiles: dict[str, dict]) -> Split:
+        """Store `split` with the profiles of its parts ({part value: profile})."""
+
         def work(s: Session):
             vrow = self._version_row(s, dataset_id, version)
             row = SplitRow(
@@ -388,12 +390,23 @@ class Repository:
                 test_rows=split.test_rows,
                 key=split.key,
                 create_time=split.create_time,
+                profiles_json=json.dumps(profiles),
             )
             s.add(row)
             s.flush()
             return self._split(vrow, row)
 
         return self.db.transaction(work)
+
+    def split_profile(self, dataset_id: str, version: int, split_id: str, part: str) -> dict | None:
+        """The stored profile of one part of a split; None for a split stored without profiles."""
+
+        with self.db.session() as s:
+            vrow = self._version_row(s, dataset_id, version)
+            row = s.get(SplitRow, split_id)
+            if row is None or row.version_id != vrow.id:
+                raise NotFound("split", split_id)
+            return json.loads(row.profiles_json)[part] if row.profiles_json else None
 
     def get_split(self, dataset_id: str, version: int, split_id: str) -> Split:
         with self.db.session() as s:

@@ -90,3 +90,5 @@ class SplitRow(Base):
     test_rows: Mapped[int] = mapped_column(sa.BigInteger)
     key: Mapped[str] = mapped_column(sa.Text)
     create_time: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    #: {part: profile} of the three parts; NULL for splits created before they were stored.
+    profiles_json: Mapped[str | None] = mapped_column(sa.Text, nullable=True)

@@ -123,9 +123,7 @@ class BatchSource:
         fmt = self.detected.format
         if fmt == DataFormat.PARQUET:
             return self._parquet()
-        stream = pa.input_stream(
-            str(self.path), compression="gzip" if self.detected.compression == Compression.GZIP else None
-        )
+        stream = self._input_stream()
         try:
             if fmt == DataFormat.JSONL:
                 reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=self.block_size))
@@ -135,6 +133,10 @@ class BatchSource:
             stream.close()
             raise translate(exc, None) from None
         return reader.schema, _guarded(reader, stream)
+
+    def _input_stream(self) -> pa.NativeFile:
+        compression = "gzip" if self.detected.compression == Compression.GZIP else None
+        return pa.input_stream(str(self.path), compression=compression)
 
     def _csv_reader(self, stream, column_types, use_threads: bool):
         delimiter = self.csv.delimiter or ("\t" if self.detected.format == DataFormat.TSV else ",")

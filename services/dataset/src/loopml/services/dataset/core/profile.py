@@ -1,11 +1,12 @@
 """Streaming profile of a table: fed one Arrow record batch at a time, memory bounded by settings.
 
-Exact: counts, missing, min/max, mean/std (merged per batch), top values and distinct counts of
-columns with at most `TRACKED_VALUES` distinct values. Approximate, for large inputs only:
+Exact: counts, missing, min/max, mean/std, mean length (merged per batch), top values and distinct
+counts of columns with at most `TRACKED_VALUES` distinct values. Approximate, for large inputs only:
 
 * distinct counts above `TRACKED_VALUES`: a k-minimum-values sketch over 64-bit value hashes
-  (k = 4096, relative error about 1/sqrt(k) = 1.6 %); top values of such columns count only the
-  values that were most frequent when the limit was reached.
+  (k = 4096, relative error about 1/sqrt(k) = 1.6 %);
+* top values of such columns: counted in the row sample below and scaled to the column's count
+  (`top_approximate` is set);
 * quantiles, histograms (bin counts scaled to the column's count; the edges span the exact
   min/max) and the label-leak check: computed on a uniform random sample of `SAMPLE_ROWS` rows,
   which is every row when the table is smaller.
@@ -14,6 +15,8 @@ columns with at most `TRACKED_VALUES` distinct values. Approximate, for large in
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -26,8 +29,6 @@ TRACKED_VALUES = 10_000
 SKETCH_K = 4096
 SAMPLE_ROWS = 50_000
 TOP_VALUES = 20
-#: Values whose counts are kept after a column passes TRACKED_VALUES distinct values.
-TOP_KEPT = 1000
 HISTOGRAM_BINS = 20
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 _SEED = 20261127
@@ -67,11 +68,9 @@ class _ColumnStats:
         self.length_sum = 0
         self.counts: dict | None = {}  # value -> count while at most TRACKED_VALUES values
         self.sketch = np.empty(0, dtype=np.uint64)  # k smallest hashes, once counts is None
-        self.frozen_top: dict = {}
-        self._frozen_set: pa.Array | None = None
 
     def add(self, array: pa.Array, hashes: np.ndarray) -> None:
-        """A batch of a number, bool or time column, with its cell hashes."""
+        """A batch of the column, with its cell hashes."""
         missing = array.null_count
         present = self._count(len(array), missing)
         if present == 0:
@@ -80,40 +79,13 @@ class _ColumnStats:
         self._extremes(lo, hi)
         if self.kind in ("number", "bool"):
             self._merge_moments(_as_numbers(array, self.kind))
-        values = array.drop_null() if missing else array
+        elif self.kind == "string":
+            self.length_sum += pc.sum(pc.utf8_length(array)).as_py() or 0
         if self.counts is not None:
-            counted = pc.value_counts(values)
+            counted = pc.value_counts(array.drop_null() if missing else array)
             self._track(counted.field("values"), counted.field("counts").to_numpy())
-        else:  # keep counting the values that were frequent when tracking stopped
-            counted = pc.value_counts(values.filter(pc.is_in(values, value_set=self._frozen_set)))
-            for value, count in zip(
-                counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
-            ):
-                self.frozen_top[value] += count
         if self.counts is None:
             self._sketch(hashes if missing == 0 else hashes[np.asarray(array.is_valid())])
-
-    def add_strings(self, dictionary: pa.Array, indices: np.ndarray, distinct_hashes: np.ndarray) -> None:
-        """A batch of a string column, dictionary-encoded: the batch's distinct values, each row's
-        index into them (len(dictionary) for a missing cell) and the values' hashes."""
-        counts = np.bincount(indices, minlength=len(dictionary) + 1)
-        present = self._count(len(indices), int(counts[-1]))
-        if present == 0:
-            return
-        counts = counts[:-1]
-        lo, hi = pc.min_max(dictionary).values()
-        self._extremes(lo, hi)
-        lengths = pc.utf8_length(dictionary).to_numpy(zero_copy_only=False)
-        self.length_sum += int((lengths.astype(np.int64) * counts).sum())
-        if self.counts is not None:
-            self._track(dictionary, counts)
-        else:
-            where = pc.index_in(self._frozen_set, value_set=dictionary).to_numpy(zero_copy_only=False)
-            for value, position in zip(self.frozen_top, where, strict=True):
-                if position == position and position is not None:  # not NaN/None: in this batch
-                    self.frozen_top[value] += int(counts[int(position)])
-        if self.counts is None:
-            self._sketch(distinct_hashes)
 
     def _count(self, n: int, missing: int) -> int:
         self.missing += missing
@@ -136,17 +108,8 @@ class _ColumnStats:
                 self.counts[value] = self.counts.get(value, 0) + count
 
     def _overflow(self, batch_values: pa.Array, batch_counts: np.ndarray) -> None:
-        """Too many distinct values to count them all: from now on, a distinct-count sketch, and
-        counts of only the (then) most frequent values (top values become approximate)."""
-        keep = np.argsort(-batch_counts, kind="stable")[:TOP_KEPT]
-        merged = dict(self.counts)
-        for value, count in zip(
-            batch_values.take(pa.array(keep)).to_pylist(), batch_counts[keep].tolist(), strict=True
-        ):
-            if count:
-                merged[value] = merged.get(value, 0) + count
-        self.frozen_top = dict(sorted(merged.items(), key=lambda kv: -kv[1])[:TOP_KEPT])
-        self._frozen_set = pa.array(list(self.frozen_top), type=batch_values.type)
+        """Too many distinct values to count them all: from now on, a distinct-count sketch (the
+        values counted so far enter it; the caller adds the batch's hashes)."""
         if self.counts:
             self._sketch(_hash_column(pa.array(list(self.counts), type=batch_values.type)))
         self.counts = None
@@ -178,8 +141,25 @@ class _ColumnStats:
         kth = float(self.sketch[-1]) / 2.0**64
         return int(round((SKETCH_K - 1) / kth)), True
 
-    def top(self) -> tuple[list, bool]:
-        source = self.counts if self.counts is not None else self.frozen_top
+    def top(self, sample: pa.Table) -> tuple[list, bool]:
+        """The most frequent values with their counts; estimated from `sample` (counts scaled to the
+        column's count) once the column has too many distinct values to count them all."""
+        if self.counts is not None:
+            source = self.counts
+        else:
+            values = sample.column(self.name).drop_null()
+            counted = pc.value_counts(values) if len(values) else None
+            scale = self.count / len(values) if len(values) else 0.0
+            source = (
+                {
+                    v: int(round(c * scale))
+                    for v, c in zip(
+                        counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
+                    )
+                }
+                if counted is not None
+                else {}
+            )
         ranked = sorted(source.items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP_VALUES]
         return ranked, self.counts is None
 
@@ -203,10 +183,29 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+#: Bytes of string data hashed in one vectorized step (the power tables hold this many entries).
+_WINDOW = 1 << 20
+_INVERSE = np.uint64(pow(int(_MULTIPLIER), -1, 2**64))
+_powers: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _power_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(M**-j, M**j) mod 2**64 for j < _WINDOW, built on first use (16 MB)."""
+    global _powers
+    if _powers is None:
+        one = np.ones(1, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            down = np.cumprod(np.full(_WINDOW - 1, _INVERSE, dtype=np.uint64))
+            up = np.cumprod(np.full(_WINDOW - 1, _MULTIPLIER, dtype=np.uint64))
+        _powers = (np.concatenate([one, down]), np.concatenate([one, up]))
+    return _powers
+
+
 def _hash_strings(array: pa.Array) -> np.ndarray:
-    """64-bit hashes of the values of a string array without nulls, vectorized over its buffers:
-    Horner's rule over the bytes (mod 2**64), one step per byte position for the strings that are
-    that long, then mixed with the length."""
+    """64-bit hashes of the values of a string or binary array (null cells hash as empty strings),
+    vectorized over its buffers: the polynomial sum(byte[j] * M**-(j - start)) mod 2**64 of each
+    value, from one prefix sum over the data buffer (M is odd, so M**-1 exists mod 2**64), mixed
+    with the value's length. A value longer than _WINDOW bytes is hashed on its own with blake2b."""
     if pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type):
         offset_type = np.int64
     else:
@@ -215,37 +214,48 @@ def _hash_strings(array: pa.Array) -> np.ndarray:
     width = np.dtype(offset_type).itemsize
     offsets = np.frombuffer(
         offsets_buffer, dtype=offset_type, count=len(array) + 1, offset=array.offset * width
-    )
+    ).astype(np.int64)
     data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer else np.zeros(1, np.uint8)
-    starts = offsets[:-1].astype(np.int64)
-    lengths = np.diff(offsets).astype(np.int64)
+    down, up = _power_tables()
     hashes = np.zeros(len(array), dtype=np.uint64)
-    live = np.flatnonzero(lengths > 0)
-    position = 0
+    start = 0
     with np.errstate(over="ignore"):
-        while len(live):
-            hashes[live] = hashes[live] * _MULTIPLIER + data[starts[live] + position] + np.uint64(1)
-            position += 1
-            live = live[lengths[live] > position]
-        return _mix(hashes ^ (lengths.astype(np.uint64) * _MISSING_HASH))
+        while start < len(array):
+            # rows [start, stop) whose bytes fit in one window
+            stop = int(np.searchsorted(offsets, offsets[start] + _WINDOW, side="right")) - 1
+            lo = offsets[start]
+            if stop <= start:
+                value = data[lo : offsets[start + 1]].tobytes()
+                hashes[start] = int.from_bytes(hashlib.blake2b(value, digest_size=8).digest(), "little")
+                start += 1
+                continue
+            stop = min(stop, len(array))
+            hi = offsets[stop]
+            sums = np.zeros(hi - lo + 1, dtype=np.uint64)
+            np.cumsum(data[lo:hi] * down[: hi - lo], out=sums[1:])
+            relative = offsets[start : stop + 1] - lo
+            hashes[start:stop] = (sums[relative[1:]] - sums[relative[:-1]]) * up[relative[:-1]]
+            start = stop
+        lengths = np.diff(offsets).astype(np.uint64)
+        return _mix(hashes ^ (lengths * _MISSING_HASH))
 
 
 def _hash_column(array: pa.Array) -> np.ndarray:
-    """A 64-bit hash per cell (missing cells hash alike). Strings are hashed once per distinct
-    value of the batch, through Arrow's dictionary encoding."""
+    """A 64-bit hash per cell (missing cells hash alike)."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if pa.types.is_null(array.type):
         return np.full(len(array), _MISSING_HASH, dtype=np.uint64)
     if kind_of(array.type) == "string":
-        encoded = pc.dictionary_encode(array) if not pa.types.is_dictionary(array.type) else array
-        distinct = _hash_strings(encoded.dictionary)
-        indices = encoded.indices.fill_null(len(distinct)).to_numpy(zero_copy_only=False)
-        return np.append(distinct, _MISSING_HASH)[indices]
-    values = array.to_numpy(zero_copy_only=False)
-    if values.dtype.kind == "M":
-        values = values.astype("int64")
-    return pd.util.hash_array(values, categorize=False)
+        hashes = _hash_strings(array)
+    else:
+        values = array.to_numpy(zero_copy_only=False)
+        if values.dtype.kind == "M":
+            values = values.astype("int64")
+        hashes = pd.util.hash_array(values, categorize=False)
+    if array.null_count:
+        hashes = np.where(np.asarray(array.is_valid()), hashes, _MISSING_HASH)
+    return hashes
 
 
 class Profiler:
@@ -257,8 +267,12 @@ class Profiler:
         self.rows = 0
         self._row_hashes: list[np.ndarray] = []
         self._rng = np.random.default_rng(_SEED)
-        self._sample: pa.Table | None = None
-        self._sample_keys = np.empty(0)
+        # Sample candidates: batches' rows whose random key was below the threshold, compacted
+        # to the SAMPLE_ROWS smallest keys whenever twice as many are pending.
+        self._pool: list[pa.Table] = []
+        self._pool_keys: list[np.ndarray] = []
+        self._pending = 0
+        self._threshold = np.inf
 
     def add(self, batch: pa.RecordBatch) -> None:
         n = batch.num_rows
@@ -268,18 +282,11 @@ class Profiler:
         for stats, array in zip(self.columns, batch.columns, strict=True):
             if pa.types.is_dictionary(array.type):
                 array = array.cast(array.type.value_type)
-            if stats.kind == "string" and not pa.types.is_null(array.type):
-                encoded = pc.dictionary_encode(array)
-                distinct = _hash_strings(encoded.dictionary)
-                indices = encoded.indices.fill_null(len(distinct)).to_numpy(zero_copy_only=False)
-                stats.add_strings(encoded.dictionary, indices, distinct)
-                hashes = np.append(distinct, _MISSING_HASH)[indices]
+            hashes = _hash_column(array)
+            if pa.types.is_null(array.type):
+                stats._count(len(array), len(array))
             else:
-                hashes = _hash_column(array)
-                if not pa.types.is_null(array.type):
-                    stats.add(array, hashes)
-                else:
-                    stats._count(len(array), len(array))
+                stats.add(array, hashes)
             with np.errstate(over="ignore"):
                 row_hash = row_hash * np.uint64(1_000_003) + hashes
         self._row_hashes.append(row_hash)
@@ -289,15 +296,31 @@ class Profiler:
     def _add_sample(self, batch: pa.RecordBatch) -> None:
         """Keep the SAMPLE_ROWS rows with the smallest random keys: a uniform sample."""
         keys = self._rng.random(batch.num_rows)
+        chosen = np.flatnonzero(keys < self._threshold)
+        if len(chosen) == 0:
+            return
         table = pa.Table.from_batches([batch])
-        if self._sample is not None:
-            table = pa.concat_tables([self._sample, table])
-            keys = np.concatenate([self._sample_keys, keys])
+        if len(chosen) < len(keys):
+            table, keys = table.take(pa.array(chosen)), keys[chosen]
+        self._pool.append(table)
+        self._pool_keys.append(keys)
+        self._pending += len(keys)
+        if self._pending >= 2 * SAMPLE_ROWS:
+            self._compact()
+
+    def _compact(self) -> None:
+        table, keys = pa.concat_tables(self._pool), np.concatenate(self._pool_keys)
         if len(keys) > SAMPLE_ROWS:
-            keep = np.argpartition(keys, SAMPLE_ROWS)[:SAMPLE_ROWS]
-            keep.sort()
+            keep = np.sort(np.argpartition(keys, SAMPLE_ROWS)[:SAMPLE_ROWS])
             table, keys = table.take(pa.array(keep)), keys[keep]
-        self._sample, self._sample_keys = table.combine_chunks(), keys
+            self._threshold = keys.max()
+        self._pool, self._pool_keys, self._pending = [table.combine_chunks()], [keys], len(keys)
+
+    def sample(self) -> pa.Table:
+        if not self._pool:
+            return self.schema.empty_table()
+        self._compact()
+        return self._pool[0]
 
     def finish(self) -> RawProfile:
         hashes = np.concatenate(self._row_hashes) if self._row_hashes else np.empty(0, np.uint64)
@@ -305,8 +328,7 @@ class Profiler:
         hashes.sort()  # in place: 8 bytes per row, no second copy
         duplicates = int(np.count_nonzero(hashes[1:] == hashes[:-1])) if len(hashes) else 0
         del hashes
-        sample = self._sample if self._sample is not None else self.schema.empty_table()
-        return RawProfile(self.rows, self.columns, duplicates, sample)
+        return RawProfile(self.rows, self.columns, duplicates, self.sample())
 
 
 def sample_rows(schema: pa.Schema, batches) -> pa.Table:
@@ -314,7 +336,7 @@ def sample_rows(schema: pa.Schema, batches) -> pa.Table:
     profiler = Profiler(schema)
     for batch in batches:
         profiler._add_sample(batch)
-    return profiler._sample if profiler._sample is not None else schema.empty_table()
+    return profiler.sample()
 
 
 class RawProfile:
@@ -328,7 +350,7 @@ class RawProfile:
 
     def column_dict(self, stats: _ColumnStats) -> dict:
         distinct, approximate = stats.distinct
-        top, top_approx = stats.top()
+        top, top_approx = stats.top(self.sample)
         out = {
             "name": stats.name,
             "count": stats.count,

@@ -64,7 +64,7 @@ def _infer_type(stats, arrow_type: pa.DataType, space_share: float = 0.0) -> tup
         return ColumnType.DATETIME, f"{arrow_type} values"
     if kind == "number":
         if pa.types.is_integer(arrow_type):
-            values = {v for v, _ in stats.top()[0]}
+            values = set(stats.counts or ())
             if distinct == 2 and values <= {0, 1}:
                 return ColumnType.BOOLEAN, "only the integers 0 and 1"
             if unique_per_row:
@@ -250,3 +250,17 @@ def _warning(kind: str, column: str, message: str, value: float) -> dict:
 
 
 __all__ = ["infer_columns", "infer_task", "warnings_for"]
+
+
+def finish_profile(
+    profile: dict, columns: list[Column], sample: pa.Table
+) -> tuple[dict, TaskInference | None]:
+    """Add the columns' effective types and the warnings to a profile; return it with the task
+    inferred from the label column, if there is one."""
+    by_name = {c["name"]: c for c in profile["columns"]}
+    for column in columns:
+        by_name[column.name]["type"] = column.type.value
+    label = next((c for c in columns if c.role == ColumnRole.LABEL), None)
+    task = infer_task(label, by_name[label.name]) if label else None
+    profile["warnings"] = warnings_for(profile, columns, sample, task)
+    return profile, task

@@ -1,19 +1,16 @@
-"""The dataset service's domain core: ingest, versions, schema and roles, profiles, previews, splits.
+"""The dataset service's domain core: versions, schema and roles, profiles, previews, splits,
+downloads and deletes; uploads and imports are `uploads.Uploads`.
 
 No grpc and no protobuf here: the servicer translates requests into these calls.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,16 +21,13 @@ import pyarrow.parquet as pq
 
 from loopml.runtime.errors import (
     AlreadyExists,
-    Cancelled,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    ResourceExhausted,
 )
 from loopml.runtime.objectstore import ObjectStore
-from loopml.services.dataset.core import formats, schema, splits
-from loopml.services.dataset.core.formats import BatchSource
-from loopml.services.dataset.core.ingest import Converted, convert, spool
+from loopml.services.dataset.core import schema, splits
+from loopml.services.dataset.core.ingest import file_sha256, scratch_dir
 from loopml.services.dataset.core.lineage import LineageChecker, NoLineage
 from loopml.services.dataset.core.model import (
     PART_CODES,
@@ -52,27 +46,12 @@ from loopml.services.dataset.core.model import (
     TaskType,
 )
 from loopml.services.dataset.core.profile import Profiler, add_histograms, kind_of, sample_rows
+from loopml.services.dataset.core.uploads import Limits, Uploads, validate_name
 from loopml.services.dataset.repository import Repository, decode_token, encode_token
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-KEY_ROOT = "datasets"
-_EXTENSIONS = {
-    DataFormat.CSV: "csv",
-    DataFormat.TSV: "tsv",
-    DataFormat.PARQUET: "parquet",
-    DataFormat.JSONL: "jsonl",
-}
 MAX_PREVIEW_ROWS = 1000
 MAX_SAMPLE_ROWS = 10_000
 DOWNLOAD_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_upload_bytes: int
-    spool_dir: str | None = None
-    #: Bytes the readers parse at a time (types are inferred from the first block).
-    read_block_bytes: int = 4 << 20
 
 
 @dataclass
@@ -96,14 +75,6 @@ class Download:
     chunks: Iterator[bytes]
 
 
-def validate_name(name: str, field: str) -> str:
-    if not name:
-        raise InvalidArgument(field, "is required")
-    if not NAME.match(name):
-        raise InvalidArgument(field, f"{name!r} does not match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}")
-    return name
-
-
 class DatasetCore:
     def __init__(
         self,
@@ -114,162 +85,19 @@ class DatasetCore:
     ):
         self.repo, self.store, self.limits = repository, store, limits
         self.lineage = lineage or NoLineage()
+        self._uploads = Uploads(repository, store, limits)
 
     # -- ingest --------------------------------------------------------------------------------------
-    @contextmanager
-    def _workdir(self):
-        path = Path(tempfile.mkdtemp(prefix="loopml-dataset-", dir=self.limits.spool_dir))
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
     def upload(
         self, options: IngestOptions, chunks: Iterable[bytes], still_wanted: Callable[[], bool] = lambda: True
     ) -> tuple[Dataset, DatasetVersion, bool]:
-        """Spool, check, convert, profile and store one upload. On any failure nothing is left.
-
-        `still_wanted` is asked once more before anything is stored: a client that went away
-        while its file was being converted gets nothing stored either."""
-        validate_name(options.name, "header.name")
-        if options.size_bytes > self.limits.max_upload_bytes:
-            raise ResourceExhausted(
-                f"header.size_bytes {options.size_bytes} is over the upload limit of "
-                f"{self.limits.max_upload_bytes} bytes"
-            )
-        with self._workdir() as work:
-            spooled = spool(
-                chunks, work / "original", limit=self.limits.max_upload_bytes, expected_sha256=options.sha256
-            )
-            existing = self.repo.find_by_sha(options.name, spooled.sha256)
-            if existing is not None:
-                return (*existing, False)
-            return self._ingest(
-                options, work, spooled.path, spooled.size, spooled.sha256, "upload", None, still_wanted
-            )
+        return self._uploads.upload(options, chunks, still_wanted)
 
     def import_object(self, options: IngestOptions, uri: str) -> tuple[Dataset, DatasetVersion, bool]:
-        validate_name(options.name, "name")
-        if not uri:
-            raise InvalidArgument("uri", "is required")
-        key = self.store.key_from_uri(uri)
-        info = self.store.register_existing(key, expected_sha256=options.sha256 or None)
-        if info.size > self.limits.max_upload_bytes:
-            raise ResourceExhausted(
-                f"object {uri} is {info.size} bytes, over the limit of {self.limits.max_upload_bytes}"
-            )
-        existing = self.repo.find_by_sha(options.name, info.sha256)
-        if existing is not None:
-            return (*existing, False)
-        with self._workdir() as work:
-            path = work / "original"
-            with open(path, "wb") as out:
-                for chunk in self.store.get(key):
-                    out.write(chunk)
-            return self._ingest(options, work, path, info.size, info.sha256, "import", key, lambda: True)
+        return self._uploads.import_object(options, uri)
 
-    def _ingest(
-        self,
-        options: IngestOptions,
-        work: Path,
-        path: Path,
-        size: int,
-        sha: str,
-        source: str,
-        original_key: str | None,
-        still_wanted: Callable[[], bool],
-    ):
-        prefix = "header." if source == "upload" else ""  # where the request's fields live
-        detected = formats.detect(path, options.filename, options.format, options.compression, prefix)
-        key_prefix = f"{KEY_ROOT}/{uuid.uuid4().hex}"
-        ext = _EXTENSIONS[detected.format] + (".gz" if detected.compression == Compression.GZIP else "")
-        # Store the original bytes while the conversion runs (I/O beside CPU); undone on failure.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-store") as pool:
-            stored_original = None
-            if original_key is None:
-                stored_original = pool.submit(self._put_file, f"{key_prefix}/original.{ext}", path, sha)
-            try:
-                converted = convert(
-                    BatchSource(path, detected, options.csv, self.limits.read_block_bytes),
-                    work / "canonical.parquet",
-                )
-                columns = schema.infer_columns(converted.raw, converted.schema)
-                if options.label_column:
-                    label = next((c for c in columns if c.name == options.label_column), None)
-                    if label is None:
-                        raise InvalidArgument(
-                            f"{prefix}label_column",
-                            f"column '{options.label_column}' is not in the file "
-                            f"(columns: {', '.join(converted.schema.names)})",
-                        )
-                    label.role_override = ColumnRole.LABEL
-                profile, task = self._profile(converted, columns, size)
-                if not still_wanted():
-                    raise Cancelled("the client cancelled the upload; nothing was stored")
-                if stored_original is not None:
-                    original_key = stored_original.result().key
-                canonical = self._put_file(
-                    f"{key_prefix}/canonical.parquet",
-                    work / "canonical.parquet",
-                    _sha256(work / "canonical.parquet"),
-                )
-                version = DatasetVersion(
-                    dataset_id="",
-                    version=0,
-                    source=source,
-                    filename=options.filename,
-                    format=detected.format,
-                    compression=detected.compression,
-                    original_key=original_key,
-                    original_uri=self.store.uri(original_key),
-                    canonical_key=canonical.key,
-                    canonical_uri=canonical.uri,
-                    key_prefix=key_prefix,
-                    sha256=sha,
-                    size_bytes=size,
-                    row_count=converted.rows,
-                    columns=columns,
-                    task=task,
-                    profile=profile,
-                    splits=[],
-                    create_time=datetime.now(UTC),
-                    created_by=options.created_by,
-                )
-                dataset, stored, created = self.repo.add_version(
-                    options.name, options.description, options.tags, options.created_by, version
-                )
-            except BaseException:
-                if stored_original is not None:
-                    wait([stored_original])
-                self.store.delete_prefix(key_prefix + "/")
-                raise
-        if not created:  # an identical upload won the race: drop our copy
-            self.store.delete_prefix(key_prefix + "/")
-        return dataset, stored, created
-
-    def _put_file(self, key: str, path: Path, sha: str | None):
-        with open(path, "rb") as f:
-            return self.store.put(key, f, expected_sha256=sha)
-
-    def _profile(self, converted: Converted, columns: list[Column], size: int) -> tuple[dict, object]:
-        profile = {
-            "row_count": converted.rows,
-            "column_count": len(columns),
-            "size_bytes": size,
-            "duplicate_row_count": converted.raw.duplicates,
-            "columns": converted.columns,
-            "create_time": datetime.now(UTC).timestamp(),
-        }
-        return self._finish_profile(profile, columns, converted.raw.sample)
-
-    def _finish_profile(self, profile: dict, columns: list[Column], sample: pa.Table):
-        by_name = {c["name"]: c for c in profile["columns"]}
-        for column in columns:
-            by_name[column.name]["type"] = column.type.value
-        label = next((c for c in columns if c.role == ColumnRole.LABEL), None)
-        task = schema.infer_task(label, by_name[label.name]) if label else None
-        profile["warnings"] = schema.warnings_for(profile, columns, sample, task)
-        return profile, task
+    def _workdir(self):
+        return scratch_dir(self.limits.spool_dir)
 
     # -- reading -------------------------------------------------------------------------------------
     def get(self, dataset_id: str = "", name: str = "", version: int = 0) -> tuple[Dataset, DatasetVersion]:
@@ -315,29 +143,13 @@ class DatasetCore:
                 "split_id": "",
                 "part": None,
             }
-        codes, split = self._split_codes(v, split_id, part)
-        with self._workdir() as work:
-            table_path = self._canonical_local(v, work)
-            file = pq.ParquetFile(str(table_path))
-            profiler = Profiler(file.schema_arrow)
-            rows_seen = 0
-            for batch in file.iter_batches(batch_size=262144):
-                mask = codes[rows_seen : rows_seen + batch.num_rows] == PART_CODES[part]
-                rows_seen += batch.num_rows
-                profiler.add(batch.filter(pa.array(mask)))
-            raw = profiler.finish()
-            cols = [raw.column_dict(s) for s in raw.columns]
-            kinds = {f.name: kind_of(f.type) for f in file.schema_arrow}
-            add_histograms(cols, raw.sample, raw.rows, kinds)
-        prof = {
-            "row_count": raw.rows,
-            "column_count": len(v.columns),
-            "size_bytes": v.size_bytes,
-            "duplicate_row_count": raw.duplicates,
-            "columns": cols,
-            "create_time": datetime.now(UTC).timestamp(),
-        }
-        prof, _ = self._finish_profile(prof, v.columns, raw.sample)
+        split = self._find_split(v, split_id, part)
+        prof = self.repo.split_profile(v.dataset_id, v.version, split.split_id, part.value)
+        if prof is None:  # a split stored before part profiles were
+            prof = self._part_profiles(v, self._split_codes(v, split_id, part)[0], [part])[part.value]
+        types = {c.name: c.type.value for c in v.columns}
+        for column in prof["columns"]:  # types as they are now (roles may have changed since)
+            column["type"] = types[column["name"]]
         return {
             **prof,
             "dataset_id": v.dataset_id,
@@ -346,6 +158,34 @@ class DatasetCore:
             "part": part,
         }
 
+    def _part_profiles(self, v: DatasetVersion, codes: np.ndarray, parts: list[SplitPart]) -> dict:
+        """{part value: profile} of the given parts of a split, in one pass over the canonical copy."""
+        with self._workdir() as work:
+            file = pq.ParquetFile(str(self._canonical_local(v, work)))
+            profilers = {part: Profiler(file.schema_arrow) for part in parts}
+            rows_seen = 0
+            for batch in file.iter_batches(batch_size=262144):
+                batch_codes = codes[rows_seen : rows_seen + batch.num_rows]
+                rows_seen += batch.num_rows
+                for part, profiler in profilers.items():
+                    profiler.add(batch.filter(pa.array(batch_codes == PART_CODES[part])))
+            kinds = {f.name: kind_of(f.type) for f in file.schema_arrow}
+        profiles = {}
+        for part, profiler in profilers.items():
+            raw = profiler.finish()
+            cols = [raw.column_dict(s) for s in raw.columns]
+            add_histograms(cols, raw.sample, raw.rows, kinds)
+            prof = {
+                "row_count": raw.rows,
+                "column_count": len(v.columns),
+                "size_bytes": v.size_bytes,
+                "duplicate_row_count": raw.duplicates,
+                "columns": cols,
+                "create_time": datetime.now(UTC).timestamp(),
+            }
+            profiles[part.value] = schema.finish_profile(prof, v.columns, raw.sample)[0]
+        return profiles
+
     def _canonical_local(self, v: DatasetVersion, work: Path) -> Path:
         path = work / "canonical.parquet"
         with open(path, "wb") as out:
@@ -353,14 +193,19 @@ class DatasetCore:
                 out.write(chunk)
         return path
 
-    def _split_codes(
-        self, v: DatasetVersion, split_id: str, part: SplitPart | None
-    ) -> tuple[np.ndarray, Split]:
+    @staticmethod
+    def _find_split(v: DatasetVersion, split_id: str, part: SplitPart | None) -> Split:
         split = next((s for s in v.splits if s.split_id == split_id), None)
         if split is None:
             raise NotFound("split", split_id)
         if part is None:
             raise InvalidArgument("part", "is required when split_id is set")
+        return split
+
+    def _split_codes(
+        self, v: DatasetVersion, split_id: str, part: SplitPart | None
+    ) -> tuple[np.ndarray, Split]:
+        split = self._find_split(v, split_id, part)
         table = pq.read_table(pa.BufferReader(self.store.read_bytes(split.key)))
         return table.column("part").to_numpy(), split
 
@@ -458,7 +303,7 @@ class DatasetCore:
             raise InvalidArgument("updates", f"more than one label column: {', '.join(labels)}")
         profile = json.loads(json.dumps(v.profile))
         sample = self._sample_for_warnings(v, columns)
-        profile, task = self._finish_profile(profile, columns, sample)
+        profile, task = schema.finish_profile(profile, columns, sample)
         return self.repo.update_schema(v.dataset_id, v.version, columns, task, profile)
 
     @staticmethod
@@ -537,8 +382,9 @@ class DatasetCore:
         pq.write_table(pa.table({"part": pa.array(codes, type=pa.int8())}), sink, compression="zstd")
         self.store.put(key, sink.getvalue().to_pybytes())
         split = Split(split_id, name, v.dataset_id, v.version, spec, *counts, datetime.now(UTC), key)
+        profiles = self._part_profiles(v, codes, list(SplitPart))
         try:
-            return self.repo.add_split(v.dataset_id, v.version, split), True
+            return self.repo.add_split(v.dataset_id, v.version, split, profiles), True
         except BaseException:
             self.store.delete(key)
             raise
@@ -595,7 +441,7 @@ class DatasetCore:
                     mask = codes[start : start + batch.num_rows] == PART_CODES[part]
                     start += batch.num_rows
                     writer.write_batch(batch.filter(pa.array(mask)))
-            digest, size = _sha256(out), out.stat().st_size
+            digest, size = file_sha256(out), out.stat().st_size
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -642,15 +488,6 @@ class DatasetCore:
         for v in gone:
             removed += self.store.delete_prefix(v.key_prefix + "/")
         return [v.version for v in gone], removed
-
-
-def _sha256(path: Path) -> str:
-    """Known up front, the digest lets the S3 store upload in place instead of upload-then-copy."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(DOWNLOAD_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _page_size(page_size: int) -> int:
