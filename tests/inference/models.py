@@ -93,6 +93,54 @@ class PickyEstimator:
         return [[1.0, 0.0]] * len(frame)
 
 
+class SlowEstimator:
+    """Takes `seconds` per call whatever the rows (a model call's fixed cost, exaggerated); each
+    row's probability of "yes" is its `x` value, so answers show which row they belong to."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.calls = 0
+
+    def predict_proba(self, frame):
+        import time
+
+        self.calls += 1
+        time.sleep(self.seconds)
+        x = np.asarray(frame["x"], dtype=float)
+        return np.column_stack([1.0 - x, x])
+
+
+class BulkyEstimator:
+    """A tiny artifact that grows `megabytes` of memory when unpickled (like a model whose
+    structures are rebuilt on load): its measured memory is far above its artifact size."""
+
+    def __init__(self, megabytes: int):
+        self.megabytes = megabytes
+        self.table = None
+
+    def __getstate__(self):
+        return {"megabytes": self.megabytes}
+
+    def __setstate__(self, state):
+        self.megabytes = state["megabytes"]
+        self.table = np.ones(self.megabytes * 1024 * 1024 // 8)  # written, so resident
+
+    def predict_proba(self, frame):
+        return np.tile([0.5, 0.5], (len(frame), 1))
+
+
+def bulky(megabytes: int) -> ModelBundle:
+    return ModelBundle(
+        BulkyEstimator(megabytes), "binary", [ColumnSpec("x", "numeric")], "y", class_labels=["no", "yes"]
+    )
+
+
+def slow(seconds: float = 0.05) -> ModelBundle:
+    return ModelBundle(
+        SlowEstimator(seconds), "binary", [ColumnSpec("x", "numeric")], "y", class_labels=["no", "yes"]
+    )
+
+
 def broken() -> ModelBundle:
     return ModelBundle(BrokenEstimator(), "binary", list(INPUTS), "buys", class_labels=["no", "yes"])
 

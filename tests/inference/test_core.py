@@ -128,6 +128,21 @@ def test_memory_cap_unloads_least_recently_used(source, bundles, tmp_path):
     tiny.close()
 
 
+def test_memory_is_measured_at_load_and_the_cap_uses_it(source, tmp_path):
+    megabyte = 1024 * 1024
+    for name in ("bulky-a", "bulky-b"):
+        source.add_version(name, models.bulky(48))
+    artifact = len(dump_bundle(models.bulky(48))[0])
+    assert artifact < megabyte  # estimated from its artifact, this model would look tiny
+    manager = ModelManager(source, ArtifactCache(tmp_path), memory_limit_bytes=80 * megabyte)
+    first = manager.load(ModelRef("bulky-a", version=1))
+    assert 40 * megabyte < first.memory_bytes < 80 * megabyte
+    assert manager.memory_used_bytes() == first.memory_bytes
+    manager.load(ModelRef("bulky-b", version=1))  # both do not fit under 80 MB: a is evicted
+    assert [str(d.ref) for d in manager.loaded()] == ["bulky-b@v1"]
+    manager.close()
+
+
 def test_dynamic_batching_splits_results_back(source, bundles, tmp_path):
     policy = BatchingPolicy(enabled=True, max_batch_size=16, max_delay_s=0.05)
     manager = ModelManager(source, ArtifactCache(tmp_path), default_batching=policy)
@@ -139,6 +154,27 @@ def test_dynamic_batching_splits_results_back(source, bundles, tmp_path):
         want = bundles["classifier"].predict(columns)
         assert list(result.prediction.predictions) == list(want.predictions)
         np.testing.assert_allclose(result.prediction.probabilities, want.probabilities)
+    manager.close()
+
+
+def test_batching_without_delay_merges_what_queues_while_the_model_is_busy(source, tmp_path):
+    source.add_version("slow", models.slow(0.05))
+    policy = BatchingPolicy(enabled=True, max_batch_size=1024, max_delay_s=0.0)
+    manager = ModelManager(source, ArtifactCache(tmp_path), default_batching=policy)
+    deployment = manager.load(ModelRef("slow", version=1))
+    estimator = deployment.primary.bundle.estimator
+    calls_before = estimator.calls
+    values = [[i / 10, i / 20] for i in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(
+            pool.map(
+                lambda v: manager.predict(ModelRef("slow", version=1), batch_from_lists({"x": v})), values
+            )
+        )
+    for value, result in zip(values, results, strict=True):
+        np.testing.assert_allclose(result.prediction.probabilities[:, 1], value)
+    # The first request runs alone (nobody else queued yet); the rest queue during its 50 ms call.
+    assert estimator.calls - calls_before <= 3
     manager.close()
 
 

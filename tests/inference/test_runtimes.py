@@ -47,6 +47,23 @@ def test_xgboost_binary_multiclass_and_regression_match_the_bundle():
             np.testing.assert_allclose(got.probabilities, want.probabilities, rtol=1e-6)
 
 
+def test_xgboost_with_early_stopping_predicts_with_the_best_iteration_like_the_bundle():
+    from xgboost import XGBClassifier
+
+    train = _frame(300)
+    label = (train["f0"] + np.random.default_rng(4).normal(size=300) > 0).astype(int)
+    model = XGBClassifier(n_estimators=200, learning_rate=0.5, early_stopping_rounds=3, n_jobs=1)
+    model.fit(train[:200], label[:200], eval_set=[(train[200:], label[200:])], verbose=False)
+    assert model.best_iteration + 1 < 200  # stopped early: fewer trees than were built
+    bundle = ModelBundle(
+        model, "binary", [ColumnSpec(c, "numeric") for c in train.columns], "y", class_labels=[0, 1]
+    )
+    runtime = runtime_for(bundle)
+    frame = _frame(50)
+    got = runtime.predict(runtime.prepare(frame))
+    np.testing.assert_allclose(got.probabilities, bundle.predict(frame).probabilities, rtol=1e-6)
+
+
 def test_pipelines_take_the_dataframe_path(bundles):
     runtime = runtime_for(bundles["classifier"])
     assert type(runtime) is SklearnRuntime

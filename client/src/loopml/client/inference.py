@@ -7,15 +7,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import grpc
 from google.protobuf import duration_pb2, struct_pb2
 
 from loopml.client.base import ServiceClient
+from loopml.client.errors import from_rpc_error
 from loopml.common.v1 import refs_pb2, value_pb2
 from loopml.inference.v1 import prediction_service_pb2 as pb
 from loopml.inference.v1 import prediction_service_pb2_grpc, serving_pb2
 from loopml.oip.v2 import open_inference_pb2_grpc
 
 Rows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
+#: Call metadata that keeps predictions out of the server's prediction log when `false`.
+LOG_PREDICTION_METADATA = "loopml-log-prediction"
 
 
 @dataclass
@@ -182,6 +186,10 @@ def loaded_model_dict(model: serving_pb2.LoadedModel) -> dict:
     }
 
 
+def _log_metadata(log_prediction: bool) -> tuple[tuple[str, str], ...] | None:
+    return None if log_prediction else ((LOG_PREDICTION_METADATA, "false"),)
+
+
 class InferenceClient(ServiceClient):
     """Predictions (`predict`, `predict_stream`) and model management (`load`, `unload`, `list_loaded`).
 
@@ -216,22 +224,49 @@ class InferenceClient(ServiceClient):
             labels=dict(labels or {}),
         )
 
-    def predict(self, model: str, rows: Rows, *, timeout: float | None = None, **options) -> Prediction:
-        """Predicts `rows` with `model` (by `version=`, `alias=` or `latest=True`; default production)."""
-        return prediction_from_proto(
-            self.call("Predict", self.predict_request(model, rows, **options), timeout=timeout)
-        )
+    def predict(
+        self,
+        model: str,
+        rows: Rows,
+        *,
+        timeout: float | None = None,
+        log_prediction: bool = True,
+        **options,
+    ) -> Prediction:
+        """Predicts `rows` with `model` (by `version=`, `alias=` or `latest=True`; default production).
+
+        `log_prediction=False` keeps the request out of the server's prediction log (scoring that
+        is not live traffic, e.g. holdout rows)."""
+        request = self.predict_request(model, rows, **options)
+        try:
+            response = self.stub.Predict(
+                request, timeout=self._timeout(timeout), metadata=_log_metadata(log_prediction)
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return prediction_from_proto(response)
 
     def predict_stream(
-        self, requests: Iterable[pb.PredictRequest], *, timeout: float | None = None
+        self,
+        requests: Iterable[pb.PredictRequest],
+        *,
+        timeout: float | None = None,
+        log_prediction: bool = True,
     ) -> Iterator:
-        """One result per request, in order: a `Prediction`, or a `PredictError` message for a bad request."""
+        """One result per request, in order: a `Prediction`, or a `PredictError` message for a bad
+        request. `log_prediction=False` keeps the whole stream out of the prediction log."""
         messages = (pb.PredictStreamRequest(request=r) for r in requests)
-        for response in self.stream("PredictStream", messages, timeout=timeout):
-            if response.WhichOneof("result") == "response":
-                yield prediction_from_proto(response.response)
-            else:
-                yield response.error
+        try:
+            responses = self.stub.PredictStream(
+                messages, timeout=self._timeout(timeout), metadata=_log_metadata(log_prediction)
+            )
+            for response in responses:
+                if response.WhichOneof("result") == "response":
+                    yield prediction_from_proto(response.response)
+                else:
+                    yield response.error
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     def load(
         self,

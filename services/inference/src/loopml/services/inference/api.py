@@ -2,6 +2,10 @@
 
 Translate, call the `ModelManager`, translate back. Domain errors are mapped by the server's
 interceptor, except inside PredictStream where each failed request becomes a `PredictError`.
+
+Predict, PredictStream and ModelInfer honour the call metadata `loopml-log-prediction: false`: the
+request is answered as usual but kept out of the prediction log (scoring that is not live traffic,
+such as a retrainer's holdout rows).
 """
 
 from __future__ import annotations
@@ -21,30 +25,48 @@ from loopml.services.inference.core import ModelManager, ModelRef
 SERVER_NAME = "loopml-inference"
 SERVER_VERSION = "0.1.0"
 EXTENSIONS = ["model_repository"]
+#: Call metadata that keeps a prediction out of the prediction log when its value is `false`.
+LOG_PREDICTION_METADATA = "loopml-log-prediction"
 _MAX_PAGE = 1000
+
+
+def log_prediction(context) -> bool:
+    """Whether the call's predictions go to the prediction log: yes unless its metadata says
+    `loopml-log-prediction: false` (`true` is accepted too; any other value is refused)."""
+    for key, value in context.invocation_metadata():
+        if key == LOG_PREDICTION_METADATA:
+            flag = value.strip().lower()
+            if flag not in ("true", "false"):
+                raise InvalidArgument(
+                    f"metadata.{LOG_PREDICTION_METADATA}", f"must be 'true' or 'false', got {value!r}"
+                )
+            return flag == "true"
+    return True
 
 
 class PredictionServiceServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, manager: ModelManager):
         self._manager = manager
 
-    def _predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
+    def _predict(self, request: pb.PredictRequest, log: bool) -> pb.PredictResponse:
         result = self._manager.predict(
             convert.model_ref(request.model, "model"),
             convert.input_batch(request.inputs),
             request_id=request.request_id,
             omit_probabilities=request.omit_probabilities,
             labels=dict(request.labels),
+            log=log,
         )
         return convert.predict_response(result)
 
     def Predict(self, request, context):
-        return self._predict(request)
+        return self._predict(request, log_prediction(context))
 
     def PredictStream(self, request_iterator, context) -> Iterator[pb.PredictStreamResponse]:
+        log = log_prediction(context)
         for message in request_iterator:
             try:
-                yield pb.PredictStreamResponse(response=self._predict(message.request))
+                yield pb.PredictStreamResponse(response=self._predict(message.request, log))
             except LoopmlError as error:
                 field = error.field if isinstance(error, InvalidArgument) else ""
                 yield pb.PredictStreamResponse(
@@ -126,7 +148,11 @@ class InferenceServicer(open_inference_pb2_grpc.GRPCInferenceServiceServicer):
         batch = oip_convert.input_batch(request)
         outputs = oip_convert.requested_outputs(request, self._manager.get(ref).bundle)
         result = self._manager.predict(
-            ref, batch, request_id=request.id, omit_probabilities=oip_convert.PROBABILITIES not in outputs
+            ref,
+            batch,
+            request_id=request.id,
+            omit_probabilities=oip_convert.PROBABILITIES not in outputs,
+            log=log_prediction(context),
         )
         return oip_convert.infer_response(request, result, outputs)
 

@@ -16,7 +16,7 @@ class InferenceSettings(ServiceSettings):
     listen_address: str = "127.0.0.1:50054"
     #: Folder of the local artifact cache; empty: `<data_dir>/inference-cache`.
     model_cache_dir: Path | None = None
-    #: Memory cap of all loaded models, in bytes (estimated from artifact sizes); 0: none.
+    #: Memory cap of all loaded models, in bytes (each model measured as it loads); 0: none.
     model_memory_limit_bytes: int = Field(default=0, ge=0)
     #: Most rows one prediction request may carry; 0: no limit.
     max_request_rows: int = Field(default=100_000, ge=0)

@@ -1,17 +1,25 @@
 """Dynamic batching: concurrent requests for one model version are merged into one model call.
 
-A worker thread takes the first waiting request, then keeps collecting until `max_batch_size` rows
-or `max_delay_s` have passed, calls the model once on the concatenated rows and hands each caller
-its own slice. A request larger than the batch limit runs alone. If the merged call fails, each
-request is retried alone so that one bad request cannot fail its neighbours.
+Requests queue up in arrival order. Whoever finds no batch in progress leads: it takes the requests
+at the head of the queue (its own first), keeps collecting until `max_batch_size` rows or
+`max_delay_s` have passed, calls the model once on the concatenated rows, hands each waiting caller
+its own slice and passes the lead to the oldest request still queued. There is no batching
+thread: the leader's own request costs no hand-over between threads, and on this service's small
+models a wake-up between threads costs as much as a share of a model call.
+
+With `max_delay_s` 0 a leader never waits: it takes whatever is queued, so requests merge exactly
+when they arrive faster than the model answers (the cheapest setting for throughput: one model
+call costs a fixed overhead plus a small cost per row). A request larger than the batch limit
+runs alone. If the merged call fails, each request is retried alone so that one bad request
+cannot fail its neighbours.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,14 +34,21 @@ class BatchingPolicy:
     max_delay_s: float = 0.002
 
 
-@dataclass
 class _Pending:
-    data: object
-    rows: int
-    enqueued: float = field(default_factory=time.perf_counter)
-    done: threading.Event = field(default_factory=threading.Event)
-    result: Prediction | None = None
-    error: BaseException | None = None
+    """One queued request. `wake` is a lock taken at creation and released once the request is
+    answered or handed the lead: the cheapest one-shot signal between two threads."""
+
+    __slots__ = ("data", "rows", "enqueued", "wake", "answered", "result", "error")
+
+    def __init__(self, data, rows: int):
+        self.data = data
+        self.rows = rows
+        self.enqueued = time.perf_counter()
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.answered = False
+        self.result: Prediction | None = None
+        self.error: BaseException | None = None
 
 
 class DynamicBatcher:
@@ -43,66 +58,62 @@ class DynamicBatcher:
         self._runtime = runtime
         self._predict = runtime.predict
         self.policy = policy
-        self._labels = labels
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._carry: _Pending | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"batcher-{labels[0]}-{labels[1]}", daemon=True
-        )
-        self._thread.start()
+        self._queue_time = telemetry.QUEUE_TIME.labels(*labels)
+        self._batch_size = telemetry.BATCH_SIZE.labels(*labels)
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # a leader waiting for rows hears arrivals
+        self._queue: deque[_Pending] = deque()
+        self._leading = False  # whether some request is leading; never with an empty queue
 
     def predict(self, data) -> Prediction:
         pending = _Pending(data, self._runtime.rows(data))
-        self._queue.put(pending)
-        pending.done.wait()
+        with self._lock:
+            self._queue.append(pending)
+            lead = not self._leading
+            if lead:
+                self._leading = True
+            else:
+                self._arrived.notify()
+        if not lead:
+            pending.wake.acquire()  # answered by a leader, or handed the lead
+        if not pending.answered:
+            try:
+                self._answer(self._collect())  # the head of the queue is this request
+            finally:
+                self._pass_lead()
         if pending.error is not None:
             raise pending.error
         return pending.result
 
-    def close(self) -> None:
-        """Stops the worker after the requests already queued are answered."""
-        self._queue.put(None)
+    def _collect(self) -> list[_Pending]:
+        """Takes the next batch from the head of the queue, waiting up to `max_delay_s` for rows."""
+        limit = self.policy.max_batch_size
+        deadline = time.perf_counter() + self.policy.max_delay_s
+        with self._lock:
+            while True:
+                count, rows = 0, 0
+                for item in self._queue:
+                    if count and rows + item.rows > limit:
+                        break
+                    count, rows = count + 1, rows + item.rows
+                full = rows >= limit or count < len(self._queue)  # the next request would not fit
+                remaining = deadline - time.perf_counter()
+                if full or remaining <= 0:
+                    return [self._queue.popleft() for _ in range(count)]
+                self._arrived.wait(remaining)
 
-    def _next(self, timeout: float | None) -> _Pending | None:
-        if self._carry is not None:
-            item, self._carry = self._carry, None
-            return item
-        return (
-            self._queue.get(timeout=timeout) if timeout is None or timeout > 0 else self._queue.get_nowait()
-        )
-
-    def _run(self) -> None:
-        while True:
-            first = self._next(None)
-            if first is None:
-                return
-            batch, rows = [first], first.rows
-            deadline = time.perf_counter() + self.policy.max_delay_s
-            stop = False
-            while rows < self.policy.max_batch_size:
-                try:
-                    item = self._next(deadline - time.perf_counter())
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                if rows + item.rows > self.policy.max_batch_size:
-                    self._carry = item  # starts the next batch
-                    break
-                batch.append(item)
-                rows += item.rows
-            self._answer(batch)
-            if stop:
-                while self._carry is not None:
-                    self._answer([self._next(0)])
-                return
+    def _pass_lead(self) -> None:
+        with self._lock:
+            if self._queue:
+                self._queue[0].wake.release()  # the oldest waiting request leads the next batch
+            else:
+                self._leading = False
 
     def _answer(self, batch: list[_Pending]) -> None:
         start = time.perf_counter()
         for item in batch:
-            telemetry.QUEUE_TIME.labels(*self._labels).observe(start - item.enqueued)
-        telemetry.BATCH_SIZE.labels(*self._labels).observe(sum(i.rows for i in batch))
+            self._queue_time.observe(start - item.enqueued)
+        self._batch_size.observe(sum(i.rows for i in batch))
         if len(batch) == 1:
             self._run_alone(batch[0])
             return
@@ -117,13 +128,18 @@ class DynamicBatcher:
         for item in batch:
             end = offset + item.rows
             probabilities = None if prediction.probabilities is None else prediction.probabilities[offset:end]
-            item.result = Prediction(np.asarray(prediction.predictions[offset:end]), probabilities)
+            self._settle(item, Prediction(np.asarray(prediction.predictions[offset:end]), probabilities))
             offset = end
-            item.done.set()
 
     def _run_alone(self, item: _Pending) -> None:
         try:
-            item.result = self._predict(item.data)
+            result = self._predict(item.data)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
             item.error = exc
-        item.done.set()
+            result = None
+        self._settle(item, result)
+
+    @staticmethod
+    def _settle(item: _Pending, result: Prediction | None) -> None:
+        item.result, item.answered = result, True
+        item.wake.release()  # the leader's own request: released with nobody waiting, harmless

@@ -1,6 +1,9 @@
 """The model manager: loads models through a `ModelSource`, keeps them under a memory cap, follows
 alias moves (hot reload), splits traffic, and answers predictions.
 
+A model's memory is measured when it loads: the growth of the process's resident memory while it
+is deserialized and smoke-tested (loads are serialized for that), at least its artifact's size.
+
 Thread-safe. Loading (download, verify, unpickle, smoke prediction) happens outside the manager's
 lock; swapping a new version in is one attribute assignment under it, so every request runs on
 exactly one version from start to end.
@@ -9,6 +12,7 @@ exactly one version from start to end.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -39,6 +43,15 @@ from loopml.services.inference.core.source import ModelSource
 from loopml.services.inference.core.versions import Deployment, ServedVersion
 
 log = logging.getLogger("loopml.inference")
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux /proc); 0 where that is not available."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 @dataclass
@@ -74,6 +87,7 @@ class ModelManager:
         self._lock = threading.Lock()
         self._deployments: OrderedDict[ModelRef, Deployment] = OrderedDict()  # least recently used first
         self._loading: dict[ModelRef, threading.Lock] = {}
+        self._measuring = threading.Lock()
         self._stop = threading.Event()
         self._reloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reload")
         self._watcher: threading.Thread | None = None
@@ -184,7 +198,20 @@ class ModelManager:
     ) -> ServedVersion:
         label = f"{resolved.name} v{resolved.version}"
         data = self._cache.get(resolved, self._source.fetch)
-        self._make_room(len(data), keep)
+        self._make_room(len(data), keep)  # early room for at least the artifact's size
+        with self._measuring:  # one load at a time, so that each memory figure is its own
+            before = resident_bytes()
+            bundle = self._deserialize(data, resolved, label)
+            grown = resident_bytes() - before
+        # Measured: what the process grew by while deserializing and smoke-predicting. Never less
+        # than the artifact (freed memory reused by the allocator shows up as no growth).
+        memory = max(grown, len(data))
+        self._make_room(memory, keep)
+        return ServedVersion(resolved, bundle, memory, policy)
+
+    @staticmethod
+    def _deserialize(data: bytes, resolved: ResolvedVersion, label: str) -> ModelBundle:
+        """The verified, unpickled bundle, once a one-row smoke prediction has succeeded."""
         try:
             bundle = load_bundle(data, resolved.sha256)
         except (DataLoss, FailedPrecondition):
@@ -198,8 +225,7 @@ class ModelManager:
                 raise ValueError(f"{len(smoke.predictions)} predictions for 1 row")
         except Exception as exc:  # noqa: BLE001 - a model that cannot predict must not go live
             raise FailedPrecondition(f"{label} failed its smoke prediction: {exc}", subject=label) from exc
-        # The pickled size stands in for the memory a model holds (a documented estimate).
-        return ServedVersion(resolved, bundle, len(data), policy)
+        return bundle
 
     def _make_room(self, needed: int, keep: ModelRef) -> None:
         """Unloads least recently used models until `needed` more bytes fit under the cap."""
@@ -241,7 +267,10 @@ class ModelManager:
         request_id: str = "",
         omit_probabilities: bool = False,
         labels: dict[str, str] | None = None,
+        log: bool = True,
     ) -> PredictResult:
+        """Predicts `batch` with the version `ref` picks. `log=False` keeps this request out of the
+        prediction log (e.g. a retrainer scoring holdout rows, which is not live traffic)."""
         start = time.perf_counter()
         try:
             if batch.rows == 0:
@@ -273,16 +302,13 @@ class ModelManager:
             telemetry.ERRORS.labels(ref.name, "INTERNAL").inc()
             raise
         elapsed = time.perf_counter() - start
-        version_label = str(version.version)
-        telemetry.REQUESTS.labels(ref.name, version_label).inc()
-        telemetry.ROWS.labels(ref.name, version_label).inc(batch.rows)
-        telemetry.LATENCY.labels(ref.name, version_label).observe(elapsed)
+        version.metrics.observe(batch.rows, elapsed)
         if omit_probabilities:
             prediction = Prediction(prediction.predictions, None)
         result = PredictResult(
             request_id or uuid.uuid4().hex, version.name, version.version, prediction, version.bundle, elapsed
         )
-        if self._log is not None:
+        if log and self._log is not None:
             bundle = version.bundle
             self._log.submit(
                 PredictionRecord(

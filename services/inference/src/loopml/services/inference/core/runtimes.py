@@ -7,6 +7,9 @@ also knows how to `concat` them and how many rows one holds.
 
 from __future__ import annotations
 
+import ctypes
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -22,7 +25,7 @@ class SklearnRuntime:
 
     def __init__(self, bundle: ModelBundle):
         self.bundle = bundle
-        self._labels = np.asarray(bundle.class_labels, dtype=object)
+        self._labels = _label_array(bundle.class_labels)
 
     def prepare(self, data):
         return data
@@ -42,6 +45,61 @@ class SklearnRuntime:
             return Prediction(np.asarray(estimator.predict(data), dtype=float))
         probabilities = np.asarray(estimator.predict_proba(data), dtype=float)
         return Prediction(self._labels[probabilities.argmax(axis=1)], probabilities)
+
+
+class DensePredictor:
+    """A booster's prediction on a dense float32 matrix through XGBoost's C entry point
+    `XGBoosterPredictFromDense` (the one `Booster.inplace_predict` calls), with its configuration
+    encoded once. `inplace_predict` rebuilds its arguments in Python on every call, about 90 µs
+    with the GIL held, a third of a 64-row prediction; the C call itself runs without the GIL.
+    Same output as `inplace_predict(data, iteration_range=(0, iteration_end))`; thread-safe like it."""
+
+    def __init__(self, booster, iteration_end: int = 0):
+        from xgboost.libpath import find_lib_path
+
+        self._booster = booster  # owns the handle
+        self._handle = booster.handle
+        library = ctypes.CDLL(find_lib_path()[0])  # the library xgboost loaded; own function objects
+        self._predict = library.XGBoosterPredictFromDense
+        self._predict.restype = ctypes.c_int
+        self._last_error = library.XGBGetLastError
+        self._last_error.restype = ctypes.c_char_p
+        self._config = json.dumps(
+            {
+                "type": 0,  # values (probabilities for classifiers), not margins
+                "training": False,
+                "iteration_begin": 0,
+                "iteration_end": iteration_end,  # 0: all trees
+                "missing": float("nan"),
+                "strict_shape": False,
+                "cache_id": 0,
+            }
+        ).encode()
+
+    def predict(self, data: np.ndarray) -> np.ndarray:
+        """float64 predictions: one per row, or [rows, classes] for multi-class."""
+        matrix = np.ascontiguousarray(data, dtype=np.float32)
+        interface = (
+            f'{{"data": [{matrix.ctypes.data}, true], "shape": [{matrix.shape[0]}, {matrix.shape[1]}], '
+            f'"typestr": "<f4", "version": 3}}'
+        ).encode()
+        shape = ctypes.POINTER(ctypes.c_uint64)()
+        dims = ctypes.c_uint64()
+        result = ctypes.POINTER(ctypes.c_float)()
+        status = self._predict(
+            self._handle,
+            interface,
+            self._config,
+            None,
+            ctypes.byref(shape),
+            ctypes.byref(dims),
+            ctypes.byref(result),
+        )
+        if status != 0:
+            raise ValueError(self._last_error().decode(errors="replace"))
+        # The result buffer belongs to the booster (per thread) until its next call: copied now.
+        out_shape = tuple(shape[i] for i in range(dims.value))
+        return np.ctypeslib.as_array(result, shape=out_shape).astype(np.float64)
 
 
 class NumericMatrixRuntime(SklearnRuntime):
@@ -69,16 +127,38 @@ class NumericMatrixRuntime(SklearnRuntime):
         self._direct = objective in ("binary:logistic", "multi:softprob") or (
             bundle.task == "regression" and isinstance(objective, str) and objective.startswith("reg:")
         )
-        self._booster = bundle.estimator.get_booster() if self._direct else None
+        self._booster = (
+            DensePredictor(bundle.estimator.get_booster(), _iteration_end(bundle.estimator))
+            if self._direct
+            else None
+        )
 
     def predict(self, data) -> Prediction:
         if not self._direct:
             return super().predict(data)
-        output = np.asarray(self._booster.inplace_predict(data), dtype=float)
+        output = self._booster.predict(data)
         if self.bundle.task == "regression":
             return Prediction(output)
         probabilities = np.column_stack([1.0 - output, output]) if output.ndim == 1 else output
         return Prediction(self._labels[probabilities.argmax(axis=1)], probabilities)
+
+
+def _iteration_end(estimator) -> int:
+    """The trees the scikit-learn wrapper predicts with: up to the best iteration when early
+    stopping recorded one, else all (0); a linear booster has no trees to choose from."""
+    if getattr(estimator, "booster", None) == "gblinear":
+        return 0
+    try:
+        return estimator.get_booster().best_iteration + 1
+    except AttributeError:
+        return 0
+
+
+def _label_array(labels: list) -> np.ndarray:
+    """Class labels as an array to index predictions from: int64 when every label is an integer
+    (answers encode without a per-cell conversion), else the labels as Python objects."""
+    integers = all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in labels)
+    return np.asarray(labels, dtype=np.int64) if labels and integers else np.asarray(labels, dtype=object)
 
 
 def runtime_for(bundle: ModelBundle) -> SklearnRuntime:

@@ -94,15 +94,19 @@ def _frame_from_matrix(specs: Sequence[ColumnSpec], matrix: np.ndarray, keep_mat
             "inputs.features",
             f"expected shape [rows, {len(specs)}] (columns {names}), got {list(matrix.shape)}",
         )
+    required = []
     for index, spec in enumerate(specs):
         if spec.type not in NUMERIC_TYPES:
             raise InvalidArgument(_field(spec.name), f"a {spec.type} column cannot come in a numeric matrix")
         if not spec.nullable:
-            nan = np.isnan(matrix[:, index])
-            if nan.any():
-                raise InvalidArgument(
-                    _field(spec.name), f"row {_first(nan)}: NaN or missing value not allowed"
-                )
+            required.append(index)
+    if required:
+        nan = np.isnan(matrix[:, required])  # one pass over the columns that forbid NaN
+        if nan.any():
+            row, column = np.argwhere(nan)[0]
+            raise InvalidArgument(
+                _field(specs[required[column]].name), f"row {row}: NaN or missing value not allowed"
+            )
     return matrix if keep_matrix else pd.DataFrame(matrix, columns=names, copy=False)
 
 

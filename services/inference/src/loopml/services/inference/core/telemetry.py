@@ -53,3 +53,18 @@ LOG_DROPPED = Counter(
 LOG_SENT = Counter(
     "loopml_inference_prediction_log_sent_total", "Prediction records delivered to the metrics service."
 )
+
+
+class VersionMetrics:
+    """The per-version series of one served model version, looked up once (a `labels()` lookup
+    costs more than the increment itself on the request path)."""
+
+    def __init__(self, model: str, version: str):
+        self.requests = REQUESTS.labels(model, version)
+        self.rows = ROWS.labels(model, version)
+        self.latency = LATENCY.labels(model, version)
+
+    def observe(self, rows: int, latency_s: float) -> None:
+        self.requests.inc()
+        self.rows.inc(rows)
+        self.latency.observe(latency_s)

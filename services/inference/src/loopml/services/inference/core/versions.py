@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from loopml.modelkit import ModelBundle, Prediction
+from loopml.services.inference.core import telemetry
 from loopml.services.inference.core.batching import BatchingPolicy, DynamicBatcher
 from loopml.services.inference.core.refs import ModelRef, ResolvedVersion
 from loopml.services.inference.core.runtimes import runtime_for
@@ -35,6 +36,7 @@ class ServedVersion:
         self._inflight = 0
         self._retired = False
         labels = (self.name, str(self.version))
+        self.metrics = telemetry.VersionMetrics(*labels)
         self._batcher = DynamicBatcher(self.runtime, policy, labels) if policy.enabled else None
 
     def acquire(self) -> bool:
@@ -57,22 +59,13 @@ class ServedVersion:
         return self.runtime.predict(data)
 
     def retire(self, wait_s: float = 0.0) -> None:
-        """Refuses new requests; closes once the in-flight ones finish (waits up to `wait_s` for that)."""
+        """Refuses new requests; the in-flight ones finish on this version (waits up to `wait_s`
+        for them). Nothing else to close: batching runs on the requests' own threads."""
         with self._idle:
             self._retired = True
             self.state = UNLOADING
-        threading.Thread(
-            target=self._close_when_idle, name=f"retire-{self.name}-{self.version}", daemon=True
-        ).start()
-        if wait_s:
-            with self._idle:
+            if wait_s:
                 self._idle.wait_for(lambda: self._inflight == 0, timeout=wait_s)
-
-    def _close_when_idle(self) -> None:
-        with self._idle:
-            self._idle.wait_for(lambda: self._inflight == 0)
-        if self._batcher is not None:
-            self._batcher.close()
 
 
 @dataclass
