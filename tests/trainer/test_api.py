@@ -9,7 +9,7 @@ import pytest
 from loopml.client.datasets import DatasetClient
 from loopml.client.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from loopml.client.registry import RegistryClient
-from loopml.client.trainer import TrainerClient, family_name, metric_name, state_name
+from loopml.client.trainer import TrainerClient, build_spec, family_name, metric_name, state_name
 from loopml.modelkit import load_bundle
 from loopml.services.dataset.server import make_server as make_dataset_server
 from loopml.services.dataset.settings import DatasetSettings
@@ -179,6 +179,9 @@ def test_bad_requests_are_refused_before_any_work(local_backend, serve):
         time_budget_s=5,
         spec=_spec_with_family(dataset_id, 8),
     )  # ENSEMBLE is not allowed in a request
+    weighted = build_spec(dataset_id, label="target", time_budget_s=5)
+    weighted.weight_column = "missing"
+    refused(InvalidArgumentError, "spec.weight_column", spec=weighted)
     assert list(trainer.list_searches()) == []  # nothing was created
     with pytest.raises(NotFoundError):
         trainer.get_search("unknown")
@@ -189,8 +192,6 @@ def test_bad_requests_are_refused_before_any_work(local_backend, serve):
 
 
 def _spec_with_family(dataset_id: str, family: int):
-    from loopml.client.trainer import build_spec
-
     spec = build_spec(dataset_id, label="target", time_budget_s=5)
     spec.model_families.append(family)
     return spec

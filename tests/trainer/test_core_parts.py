@@ -120,3 +120,64 @@ def test_portfolio_is_data_covering_every_family_and_task():
     configs = portfolio_for("regression", space)
     assert {f for f, _ in configs} == {"linear", "knn"}
     assert all("model__alpha" in p for f, p in configs if f == "linear")  # Ridge, not logistic
+
+
+@pytest.mark.parametrize(
+    "family,params,unit,marks",
+    [
+        ("hist_gradient_boosting", {"model__max_iter": 64}, "rounds", [8, 16, 32]),
+        ("xgboost", {"model__n_estimators": 70}, "rounds", [8, 16, 32, 64]),
+        ("mlp", {"model__epochs": 16}, "epochs", [2, 4, 8]),
+    ],
+)
+def test_pruning_stops_boosting_rounds_and_epochs_inside_the_first_fold(family, params, unit, marks):
+    frame = mixed(160)
+    problem = Problem("binary", "label", {"x": "numeric", "colour": "categorical"}, ["no", "yes"], len(frame))
+    y = encode_target(problem, frame["label"])
+    folds = make_folds(problem, y, 3, 0.0, 0)
+    from loopml.services.trainer.core.evaluate import TrialPruned
+
+    seen = []
+
+    def keep_going(step, score):
+        seen.append((step, score))
+        return False
+
+    finished = evaluate(TabularTask(), problem, family, params, frame, y, folds, "roc_auc", 0, keep_going)
+    # one score per checkpoint of the first fold's training, in rounds/epochs done, none per fold
+    assert [s for s, _ in seen] == marks
+    assert all(0.0 <= score <= 1.0 for _, score in seen) and np.isfinite(finished.score)
+
+    first = []
+
+    def stop_now(step, score):
+        first.append(step)
+        return True
+
+    with pytest.raises(TrialPruned, match=f"after {marks[0]} {unit} of the first fold"):
+        evaluate(TabularTask(), problem, family, params, frame, y, folds, "roc_auc", 0, stop_now)
+    assert first == [marks[0]]  # training stopped at the first checkpoint
+
+
+def test_pruner_compares_a_trial_only_with_its_own_family():
+    from loopml.services.trainer.core.optuna_setup import make_pruner
+
+    families = optuna.distributions.CategoricalDistribution(["knn", "xgboost"])
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median"))
+    for family, value in [("knn", 0.9)] * 5 + [("xgboost", 0.5)] * 5:  # finished, one score at step 1
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"family": family},
+                distributions={"family": families},
+                value=value,
+                intermediate_values={1: value},
+            )
+        )
+    study.enqueue_trial({"family": "xgboost"})
+    booster = study.ask({"family": families})
+    booster.report(0.6, 1)  # well below the knn trials, above the other boosters at this step
+    assert not booster.should_prune()
+    study.enqueue_trial({"family": "knn"})
+    neighbours = study.ask({"family": families})
+    neighbours.report(0.6, 1)  # below the other knn trials
+    assert neighbours.should_prune()

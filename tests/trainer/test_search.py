@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from loopml.modelkit import load_bundle
+from loopml.runtime.errors import InvalidArgument
 from loopml.services.trainer.core.datasource import FrameDataSource
 from loopml.services.trainer.core.runner import SearchRunner
 from loopml.services.trainer.core.spec import SearchSpec
@@ -191,3 +193,58 @@ def test_every_strategy_and_pruner_runs(running, strategy, pruner):
     assert (
         len(trials) == 4 and sum(not t.from_portfolio for t in trials) == 2
     )  # the sampler proposed the rest
+
+
+def _corrupted_regression(rows: int = 240) -> pd.DataFrame:
+    """y = 3x, except on a third of the rows whose labels are garbage and whose weight is 0."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=rows)
+    bad = np.arange(rows) % 3 == 0
+    y = np.where(bad, -20 * x, 3 * x + rng.normal(scale=0.1, size=rows))
+    return pd.DataFrame({"x": x, "w": np.where(bad, 0.0, 1.0), "y": y})
+
+
+def test_weight_column_weights_the_fit_and_the_metric(running):
+    facade, data, engine = running
+    data.add("weighted", _corrupted_regression(), label="y", roles={"w": "weight"})
+    data.add("unweighted", _corrupted_regression(), label="y")
+    spec = {"max_trials": 1, "seed": 0, "families": ["linear"], "cv_folds": 3, "ensemble": False}
+    weighted = facade.create_search(SearchSpec(dataset_id="weighted", **spec))
+    plain = facade.create_search(SearchSpec(dataset_id="unweighted", **spec))
+    assert weighted.spec["weight_column"] == "w" and weighted.spec["feature_columns"] == ["x"]
+    assert plain.spec["weight_column"] == "" and "w" in plain.spec["feature_columns"]
+    weighted, plain = wait_final(facade, weighted.search_id), wait_final(facade, plain.search_id)
+    assert weighted.state == plain.state == "SUCCEEDED"
+    # the zero-weight rows neither pull the fit nor count in the scores: the clean line is found
+    assert weighted.result["score"] < 0.3 and weighted.result["test_metrics"]["rmse"] < 0.3
+    assert plain.result["score"] > 3.0
+    model = artifact(engine, weighted)
+    assert model.predict(pd.DataFrame({"x": [1.0]})).predictions[0] == pytest.approx(3.0, abs=0.1)
+
+
+def test_scoring_on_the_stored_splits_validation_part(running):
+    facade, data, _ = running
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    offset = np.where(np.arange(200) >= 150, 10.0, 0.0)  # the validation rows sit 10 above the line
+    frame = pd.DataFrame({"x": x, "y": 3 * x + offset + rng.normal(scale=0.1, size=200)})
+    version = data.add("shifted", frame, label="y")
+    parts = {"train": list(range(100)), "test": list(range(100, 150)), "validation": list(range(150, 200))}
+    split = data.add_split("shifted", version, "with-validation", parts)
+    no_validation = data.add_split("shifted", version, "without", {"train": list(range(150))})
+    spec = {"max_trials": 1, "seed": 0, "families": ["linear"], "ensemble": False}
+
+    with pytest.raises(InvalidArgument, match="needs a stored split"):
+        facade.create_search(SearchSpec(dataset_id="shifted", use_split_validation=True, **spec))
+    with pytest.raises(InvalidArgument, match="has no validation rows"):
+        facade.create_search(
+            SearchSpec(dataset_id="shifted", split_id=no_validation, use_split_validation=True, **spec)
+        )
+    view = facade.create_search(
+        SearchSpec(dataset_id="shifted", split_id=split, use_split_validation=True, **spec)
+    )
+    assert view.spec["cv_folds"] == 0 and view.spec["holdout_fraction"] == 0
+    done = wait_final(facade, view.search_id)
+    assert done.state == "SUCCEEDED", done.failure_reason
+    # fitted on the train part, scored on the validation part: the offset is the error
+    assert done.result["score"] == pytest.approx(10.0, abs=1.0)

@@ -100,6 +100,7 @@ def build_spec(
     pruner: str | None = None,
     cv_folds: int | None = None,
     holdout_fraction: float | None = None,
+    use_split_validation: bool = False,
     ensemble: bool | None = None,
     parallel_trials: int = 0,
     trial_time_limit_s: float | None = None,
@@ -109,6 +110,7 @@ def build_spec(
     register_model_name: str = "",
     warm_start_search_ids: list[str] | None = None,
     feature_columns: list[str] | None = None,
+    weight_column: str = "",
     description: str = "",
     tags: dict[str, str] | None = None,
 ) -> search_pb2.SearchSpec:
@@ -127,6 +129,7 @@ def build_spec(
         register_model_name=register_model_name,
         warm_start_search_ids=warm_start_search_ids or [],
         feature_columns=feature_columns or [],
+        weight_column=weight_column,
         description=description,
         tags=tags or {},
     )
@@ -138,6 +141,8 @@ def build_spec(
         spec.validation.cv_folds = cv_folds
     elif holdout_fraction is not None:
         spec.validation.holdout_fraction = holdout_fraction
+    elif use_split_validation:  # score on the stored split's (split_id) validation part
+        spec.validation.use_split_validation = True
     if ensemble is not None:
         spec.ensemble = ensemble
     if seed is not None:

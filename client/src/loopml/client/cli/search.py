@@ -62,6 +62,9 @@ def _summary(search) -> None:
             )
         if r.registered_model.name:
             console.print(f"  registered: {r.registered_model.name} v{r.registered_model.version}")
+        elif r.registration_error:
+            pending = " (retrying)" if r.registration_pending else ""
+            console.print(f"  not registered{pending}: {r.registration_error}")
 
 
 def _board_table(board, limit: int = 0) -> Table:
@@ -110,6 +113,10 @@ def start(
     no_ensemble: bool = typer.Option(False, "--no-ensemble", help="Do not build an ensemble."),
     register: str = typer.Option("", "--register", "-r", help="Register the result under this model name."),
     split: str = typer.Option("", help="Stored split id."),
+    split_validation: bool = typer.Option(
+        False, "--split-validation", help="Score on the stored split's validation part (needs --split)."
+    ),
+    weight: str = typer.Option("", help="Sample-weight column (default: the column with role weight)."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Follow the search until it ends."),
 ):
     """Start a search."""
@@ -131,6 +138,8 @@ def start(
             ensemble=False if no_ensemble else None,
             register_model_name=register,
             split_id=split,
+            use_split_validation=split_validation,
+            weight_column=weight,
         )
         if watch:
             _watch(ctx, client, search.search_id)

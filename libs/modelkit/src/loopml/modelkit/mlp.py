@@ -36,7 +36,9 @@ class _TabularMLP(BaseEstimator):
     def _targets(self, y):
         raise NotImplementedError("a subclass says how targets are encoded (classes or values)")
 
-    def fit(self, X, y):
+    def fit(self, X, y, epoch_callback=None):
+        """Train; `epoch_callback(epochs done)`, if given, runs after each epoch with the weights as they
+        are then (so `predict` works inside it) and stops training by returning True."""
         import torch  # training only
 
         X = np.asarray(X, dtype=np.float32)
@@ -54,7 +56,8 @@ class _TabularMLP(BaseEstimator):
         )
         features, labels = torch.from_numpy(X), torch.from_numpy(target)
         generator = torch.Generator().manual_seed(self.random_state)
-        for _ in range(int(self.epochs)):
+        self.n_features_in_ = X.shape[1]
+        for epoch in range(int(self.epochs)):
             net.train()
             order = torch.randperm(len(features), generator=generator)
             for start in range(0, len(order), int(self.batch_size)):
@@ -63,11 +66,19 @@ class _TabularMLP(BaseEstimator):
                 loss = loss_fn(net(features[batch]), labels[batch])
                 loss.backward()
                 optimizer.step()
+            if epoch_callback is not None:
+                self._keep_weights(net)
+                if epoch_callback(epoch + 1):
+                    return self
+        self._keep_weights(net)
+        return self
+
+    def _keep_weights(self, net) -> None:
+        import torch
+
         linears = [m for m in net if isinstance(m, torch.nn.Linear)]
         self.weights_ = [m.weight.detach().numpy().T.copy() for m in linears]
         self.biases_ = [m.bias.detach().numpy().copy() for m in linears]
-        self.n_features_in_ = X.shape[1]
-        return self
 
     def _forward(self, X) -> np.ndarray:
         out = np.asarray(X, dtype=np.float32)

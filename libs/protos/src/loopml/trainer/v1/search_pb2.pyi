@@ -645,6 +645,8 @@ class SearchResult(_message.Message):
     ARTIFACT_URI_FIELD_NUMBER: _builtins.int
     ARTIFACT_SHA256_FIELD_NUMBER: _builtins.int
     FEATURE_IMPORTANCES_FIELD_NUMBER: _builtins.int
+    REGISTRATION_ERROR_FIELD_NUMBER: _builtins.int
+    REGISTRATION_PENDING_FIELD_NUMBER: _builtins.int
     best_trial_id: _builtins.str
     """The winning trial, or "ensemble"."""
     family: Global___ModelFamily.ValueType
@@ -653,6 +655,14 @@ class SearchResult(_message.Message):
     """Object-store URI of the artifact."""
     artifact_sha256: _builtins.str
     """sha256 (hex) of the artifact."""
+    registration_error: _builtins.str
+    """Why the model is not registered (empty once registered or when no name was given). The
+    artifact above is kept either way.
+    """
+    registration_pending: _builtins.bool
+    """True while a registration that failed because the registry was unavailable is being retried
+    in the background (with backoff, also after a trainer restart).
+    """
     @_builtins.property
     def score(self) -> _metric_pb2.MetricScore:
         """Cross-validated (or holdout) score of the winner on the search metric."""
@@ -685,10 +695,12 @@ class SearchResult(_message.Message):
         artifact_uri: _builtins.str = ...,
         artifact_sha256: _builtins.str = ...,
         feature_importances: _abc.Iterable[_metric_pb2.FeatureImportance] | None = ...,
+        registration_error: _builtins.str = ...,
+        registration_pending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["registered_model", b"registered_model", "score", b"score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_sha256", b"artifact_sha256", "artifact_uri", b"artifact_uri", "best_trial_id", b"best_trial_id", "ensemble_members", b"ensemble_members", "family", b"family", "feature_importances", b"feature_importances", "registered_model", b"registered_model", "score", b"score", "test_metrics", b"test_metrics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_sha256", b"artifact_sha256", "artifact_uri", b"artifact_uri", "best_trial_id", b"best_trial_id", "ensemble_members", b"ensemble_members", "family", b"family", "feature_importances", b"feature_importances", "registered_model", b"registered_model", "registration_error", b"registration_error", "registration_pending", b"registration_pending", "score", b"score", "test_metrics", b"test_metrics"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -95,10 +95,6 @@ def spec_from_proto(spec: search_pb2.SearchSpec) -> SearchSpec:
     else:
         budget = None
     method = spec.validation.WhichOneof("method")
-    if method == "use_split_validation":
-        raise InvalidArgument(
-            "spec.validation.use_split_validation", "not supported yet: use cv_folds or holdout_fraction"
-        )
     if method == "cv_folds" and spec.validation.cv_folds < 2:
         raise InvalidArgument("spec.validation.cv_folds", "needs at least 2 folds")
     if method == "holdout_fraction" and not 0 < spec.validation.holdout_fraction < 1:
@@ -117,6 +113,7 @@ def spec_from_proto(spec: search_pb2.SearchSpec) -> SearchSpec:
         pruner=PRUNER[spec.pruner],
         cv_folds=spec.validation.cv_folds if method == "cv_folds" else 0,
         holdout_fraction=spec.validation.holdout_fraction if method == "holdout_fraction" else 0.0,
+        use_split_validation=method == "use_split_validation" and spec.validation.use_split_validation,
         ensemble=spec.ensemble if spec.HasField("ensemble") else True,
         parallel_trials=spec.parallel_trials,
         trial_time_limit_s=_seconds(spec.trial_time_limit) if spec.HasField("trial_time_limit") else 0.0,
@@ -125,6 +122,7 @@ def spec_from_proto(spec: search_pb2.SearchSpec) -> SearchSpec:
         warm_start_search_ids=list(spec.warm_start_search_ids),
         register_model_name=spec.register_model_name,
         feature_columns=list(spec.feature_columns),
+        weight_column=spec.weight_column,
         description=spec.description,
         tags=dict(spec.tags),
     )
@@ -147,6 +145,7 @@ def spec_to_proto(spec: dict) -> search_pb2.SearchSpec:
         warm_start_search_ids=spec["warm_start_search_ids"],
         register_model_name=spec["register_model_name"],
         feature_columns=spec["feature_columns"],
+        weight_column=spec.get("weight_column", ""),
         description=spec["description"],
         tags=spec["tags"],
     )
@@ -160,6 +159,8 @@ def spec_to_proto(spec: dict) -> search_pb2.SearchSpec:
         message.validation.cv_folds = spec["cv_folds"]
     elif spec["holdout_fraction"]:
         message.validation.holdout_fraction = spec["holdout_fraction"]
+    elif spec.get("use_split_validation"):
+        message.validation.use_split_validation = True
     return message
 
 
@@ -267,6 +268,8 @@ def result_to_proto(result: dict, metric: str) -> search_pb2.SearchResult:
         )
     for feature, importance in result.get("feature_importances", {}).items():
         message.feature_importances.add(feature=feature, importance=importance)
+    message.registration_error = result.get("registration_error", "")
+    message.registration_pending = bool(result.get("registration_pending", False))
     if result.get("registered_model"):
         message.registered_model.CopyFrom(
             refs_pb2.ModelRef(

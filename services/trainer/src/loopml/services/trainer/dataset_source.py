@@ -86,6 +86,7 @@ class GrpcDataSource:
             row_count=v.row_count,
             ready=v.state == dataset_pb2.DATASET_VERSION_STATE_READY,
             splits=[s.split_id for s in v.splits],
+            validation_rows={s.split_id: s.validation_rows for s in v.splits},
         )
 
     def create_split(self, dataset_id: str, version: int, *, seed: int, stratify_column: str = "") -> str:

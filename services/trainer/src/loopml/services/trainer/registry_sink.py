@@ -6,11 +6,13 @@ from collections.abc import Iterator
 
 from loopml.client.base import ServiceClient
 from loopml.client.config import ClientConfig
+from loopml.client.errors import DeadlineExceededError, UnavailableError
 from loopml.common.v1 import metric_pb2, refs_pb2, schema_pb2
 from loopml.common.v1 import model_pb2 as common_model_pb2
 from loopml.modelkit import ModelBundle
 from loopml.registry.v1 import model_pb2, registry_service_pb2_grpc
 from loopml.registry.v1 import registry_service_pb2 as pb
+from loopml.runtime.errors import Unavailable
 from loopml.services.trainer.convert import TASK_TO_PROTO, metric_to_proto, to_value
 
 CHUNK = 1 << 20
@@ -94,8 +96,11 @@ class GrpcRegistry:
             for start in range(0, len(artifact), CHUNK):
                 yield pb.CreateModelVersionRequest(chunk=artifact[start : start + CHUNK])
 
-        with _RegistryStub(self._config) as client:
-            response = client.call("CreateModelVersion", messages())
+        try:
+            with _RegistryStub(self._config) as client:
+                response = client.call("CreateModelVersion", messages())
+        except (UnavailableError, DeadlineExceededError) as exc:  # the core retries these later
+            raise Unavailable(f"registry: {exc}") from exc
         return response.model_version.model_name, response.model_version.version
 
 

@@ -35,6 +35,8 @@ class SearchRow(Base):
     keep_best: Mapped[bool] = mapped_column(Boolean, default=False)
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(200), default="")
+    #: The model is waiting for a registry that was unavailable; retried in the background.
+    registration_pending: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
 
 class SlotRow(Base):

@@ -29,6 +29,8 @@ class DatasetInfo:
     row_count: int
     ready: bool = True
     splits: list[str] = field(default_factory=list)
+    #: Rows in the validation part of each stored split.
+    validation_rows: dict[str, int] = field(default_factory=dict)
 
     def label_kind(self, label: str) -> str:
         return next((c.type for c in self.columns if c.name == label), "")
@@ -67,13 +69,18 @@ class FrameDataSource:
 
     def __init__(self):
         self._frames: dict[tuple[str, int], tuple[pd.DataFrame, str]] = {}
+        self._roles: dict[tuple[str, int], dict[str, str]] = {}
         self._splits: dict[str, tuple[str, int, dict[str, list[int]]]] = {}
         self._lock = threading.Lock()
 
-    def add(self, dataset_id: str, frame: pd.DataFrame, label: str = "") -> int:
+    def add(
+        self, dataset_id: str, frame: pd.DataFrame, label: str = "", roles: dict[str, str] | None = None
+    ) -> int:
+        """A new version; `roles` gives columns a role other than feature (weight, id, ...)."""
         with self._lock:
             version = 1 + max((v for d, v in self._frames if d == dataset_id), default=0)
             self._frames[(dataset_id, version)] = (frame, label)
+            self._roles[(dataset_id, version)] = dict(roles or {})
             return version
 
     def _get(self, dataset_id: str, version: int) -> tuple[int, pd.DataFrame, str]:
@@ -89,11 +96,20 @@ class FrameDataSource:
 
     def describe(self, dataset_id: str, version: int) -> DatasetInfo:
         version, frame, label = self._get(dataset_id, version)
+        roles = self._roles[(dataset_id, version)]
         columns = [
-            ColumnInfo(c, infer_kind(frame[c]), "label" if c == label else "feature") for c in frame.columns
+            ColumnInfo(c, infer_kind(frame[c]), "label" if c == label else roles.get(c, "feature"))
+            for c in frame.columns
         ]
-        splits = [s for s, (d, v, _) in self._splits.items() if (d, v) == (dataset_id, version)]
-        return DatasetInfo(dataset_id, version, columns, len(frame), splits=splits)
+        splits = {s: parts for s, (d, v, parts) in self._splits.items() if (d, v) == (dataset_id, version)}
+        return DatasetInfo(
+            dataset_id,
+            version,
+            columns,
+            len(frame),
+            splits=list(splits),
+            validation_rows={s: len(parts.get("validation", [])) for s, parts in splits.items()},
+        )
 
     def load(self, dataset_id: str, version: int, split_id: str = "", part: str = "") -> pd.DataFrame:
         version, frame, _ = self._get(dataset_id, version)
@@ -102,6 +118,12 @@ class FrameDataSource:
         if split_id not in self._splits or self._splits[split_id][:2] != (dataset_id, version):
             raise NotFound("split", split_id)
         return frame.iloc[self._splits[split_id][2].get(part, [])].reset_index(drop=True)
+
+    def add_split(self, dataset_id: str, version: int, split_id: str, parts: dict[str, list[int]]) -> str:
+        """A stored split given by its parts' row positions ("train", "validation", "test")."""
+        with self._lock:
+            self._splits[split_id] = (dataset_id, version, {k: sorted(v) for k, v in parts.items()})
+        return split_id
 
     def create_split(self, dataset_id: str, version: int, *, seed: int, stratify_column: str = "") -> str:
         from sklearn.model_selection import train_test_split

@@ -11,11 +11,16 @@ from loopml.services.trainer.core.metrics import Metric
 
 
 def select_ensemble(
-    candidates: dict[str, np.ndarray], y: np.ndarray, metric: Metric, rounds: int = 25
+    candidates: dict[str, np.ndarray],
+    y: np.ndarray,
+    metric: Metric,
+    rounds: int = 25,
+    weights: np.ndarray | None = None,
 ) -> tuple[dict[str, float], float]:
     """Weights per candidate (summing to 1) and the ensemble's score on the rows all candidates predict.
 
-    `candidates` maps a trial id to its out-of-fold output (probabilities or predictions).
+    `candidates` maps a trial id to its out-of-fold output (probabilities or predictions); `weights`
+    are the rows' sample weights, if any.
     """
     ids = list(candidates)
     outputs = [candidates[i] for i in ids]
@@ -24,6 +29,7 @@ def select_ensemble(
         mask &= ~np.isnan(output if output.ndim == 1 else output[:, 0])
     outputs = [o[mask] for o in outputs]
     target = y[mask]
+    row_weights = None if weights is None else weights[mask]
     sign = 1.0 if metric.higher_is_better else -1.0
     chosen: list[int] = []
     total = np.zeros_like(outputs[0])
@@ -32,7 +38,7 @@ def select_ensemble(
         step_best, step_index = -np.inf, -1
         for index, output in enumerate(outputs):
             blend = (total + output) / (len(chosen) + 1)
-            score = sign * metric.compute(target, blend)
+            score = sign * metric.compute(target, blend, row_weights)
             if score > step_best:
                 step_best, step_index = score, index
         if step_best <= best_score and chosen:
@@ -41,5 +47,4 @@ def select_ensemble(
         total = total + outputs[step_index]
         best_score = step_best
     counts = Counter(chosen)
-    weights = {ids[i]: n / len(chosen) for i, n in counts.items()}
-    return weights, sign * best_score
+    return {ids[i]: n / len(chosen) for i, n in counts.items()}, sign * best_score

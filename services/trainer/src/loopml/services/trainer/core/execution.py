@@ -13,6 +13,7 @@ import pickle
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from loopml.services.trainer.core.ensemble import select_ensemble
 from loopml.services.trainer.core.evaluate import make_folds
 from loopml.services.trainer.core.metrics import get_metric
 from loopml.services.trainer.core.optuna_setup import make_pruner, make_sampler
+from loopml.services.trainer.core.registration import QUICK_RETRY_DELAYS_S, register
 from loopml.services.trainer.core.spec import SearchSpec
 from loopml.services.trainer.core.state import (
     CANCELLED,
@@ -42,6 +44,11 @@ from loopml.services.trainer.core.tasks import TASKS, Problem
 from loopml.services.trainer.core.worker import TrialData, TrialWorker
 
 log = logging.getLogger(__name__)
+
+#: How many of the best single trials the finish may fall back to when a refit won't fit the budget.
+RUNNERS_UP = 5
+#: How a refit that ran out of (or would run out of) the budget's time reports itself.
+OUT_OF_TIME = ("time limit", "no time left")
 
 
 class ModelRegistry(Protocol):
@@ -80,10 +87,15 @@ def encode_target(problem: Problem, values: pd.Series) -> np.ndarray:
 
 
 def load_training_data(engine: Engine, spec: SearchSpec, problem: Problem) -> TrialData:
-    """The train part (scored by CV or holdout) and the test part (for the holdout metrics)."""
+    """The train part (scored by CV, holdout or the split's validation part) and the test part (for
+    the holdout metrics). With the split's validation part, trials fit on the train part and are
+    scored on the validation part; the refit uses both."""
+    validation = None
     if spec.split_id:
         train = engine.data.load(spec.dataset_id, spec.dataset_version, spec.split_id, "train")
         test = engine.data.load(spec.dataset_id, spec.dataset_version, spec.split_id, "test")
+        if spec.use_split_validation:
+            validation = engine.data.load(spec.dataset_id, spec.dataset_version, spec.split_id, "validation")
     else:  # no stored split: a seeded 75/25 split, stratified for classification
         from sklearn.model_selection import train_test_split
 
@@ -95,9 +107,16 @@ def load_training_data(engine: Engine, spec: SearchSpec, problem: Problem) -> Tr
         train, test = train_test_split(frame, test_size=0.25, random_state=spec.seed, stratify=stratify)
     train = train[train[problem.label].notna()].reset_index(drop=True)
     test = test[test[problem.label].notna()].reset_index(drop=True)
+    if validation is not None:  # one fold: train rows first, then the validation rows
+        validation = validation[validation[problem.label].notna()].reset_index(drop=True)
+        fitted = len(train)
+        train = pd.concat([train, validation], ignore_index=True)
+        folds = [(np.arange(fitted), np.arange(fitted, len(train)))]
     y = encode_target(problem, train[problem.label])
-    folds = make_folds(problem, y, spec.cv_folds, spec.holdout_fraction, spec.seed)
+    if validation is None:
+        folds = make_folds(problem, y, spec.cv_folds, spec.holdout_fraction, spec.seed)
     features = list(problem.features)
+    weight = spec.weight_column
     return TrialData(
         "tabular",
         problem.to_dict(),
@@ -108,6 +127,8 @@ def load_training_data(engine: Engine, spec: SearchSpec, problem: Problem) -> Tr
         spec.seed,
         test[features],
         encode_target(problem, test[problem.label]),
+        weights=train[weight].to_numpy(dtype=float) if weight else None,
+        test_weights=test[weight].to_numpy(dtype=float) if weight else None,
     )
 
 
@@ -121,6 +142,11 @@ class SlotRun:
     def __init__(self, engine: Engine, search_id: str, slot: int, stop: threading.Event):
         self.engine, self.search_id, self.slot, self.stop = engine, search_id, slot, stop
         self._flags = (0.0, False)  # (checked at, stop wanted)
+        # Bookkeeping that need not delay the next trial (event log, OOF predictions) is written
+        # by one background thread, in order, while the worker evaluates; flushed before the slot
+        # is released, so the finaliser and other workers see all of it.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"search-{search_id}-{slot}-io")
+        self._writes: list[Future] = []
 
     @property
     def state(self) -> SearchState:
@@ -146,6 +172,7 @@ class SlotRun:
                         self.search_id, RUNNING, allowed_from=(PENDING,), start_time=now, deadline=deadline
                     )
                 self._trials(spec, problem, worker)
+            self._flush_writes()
             if self.stop.is_set():
                 self.state.release_slot(self.search_id, self.slot, self.engine.config.worker_id, done=False)
                 return
@@ -158,9 +185,22 @@ class SlotRun:
             log.exception("search %s failed", self.search_id)
             self.state.transition(self.search_id, FAILED, reason=f"{type(exc).__name__}: {exc}")
         finally:
+            self._flush_writes()
+            self._writer.shutdown()
             for process in (worker, refit_worker):
                 if process is not None:
                     process.stop()
+
+    def _write_later(self, function, *args) -> None:
+        self._writes.append(self._writer.submit(function, *args))
+
+    def _flush_writes(self) -> None:
+        for future in self._writes:
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - a lost event or OOF file must not fail the search
+                log.exception("search %s: background write failed", self.search_id)
+        self._writes.clear()
 
     # -- trials ------------------------------------------------------------------------------
 
@@ -181,9 +221,7 @@ class SlotRun:
         task = TASKS["tabular"]()
         space = task.space(problem, spec.families)
         sampler = make_sampler(spec.strategy, space, spec.seed + self.slot)
-        study = self.state.study(
-            self.search_id, sampler=sampler, pruner=make_pruner(spec.pruner, max(spec.cv_folds, 1))
-        )
+        study = self.state.study(self.search_id, sampler=sampler, pruner=make_pruner(spec.pruner))
         optuna.storages.fail_stale_trials(study)
         metric = get_metric(spec.metric)
         budget = spec.time_budget_s
@@ -203,17 +241,20 @@ class SlotRun:
             if spec.max_trials and _started(study) >= spec.max_trials:
                 return
             trial = study.ask()
-            study._storage.record_heartbeat(trial._trial_id)
+            storage = study._storage
+            storage.hold_params(trial._trial_id)
             family, params = space.sample(trial)
-            fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
-            # one attribute write per trial start (each is a database round trip)
-            trial.set_user_attr(
-                "trial",
+            fixed = bool(trial._fixed_params)  # an enqueued portfolio configuration
+            # parameters, start attributes and first heartbeat: one transaction
+            storage.commit_start(
+                trial._trial_id,
                 {
-                    "family": family,
-                    "params": params,
-                    "worker_id": config.worker_id,
-                    "from_portfolio": bool(fixed),
+                    "trial": {
+                        "family": family,
+                        "params": params,
+                        "worker_id": config.worker_id,
+                        "from_portfolio": fixed,
+                    }
                 },
             )
             view = TrialView(
@@ -224,9 +265,9 @@ class SlotRun:
                 "RUNNING",
                 start_time=time.time(),
                 worker_id=config.worker_id,
-                from_portfolio=bool(fixed),
+                from_portfolio=fixed,
             )
-            self.state.append_event(self.search_id, "trial_started", asdict(view))
+            self._write_later(self.state.append_event, self.search_id, "trial_started", asdict(view))
             self._run_trial(study, trial, worker, view, limit, memory_limit, metric, row.deadline)
 
     def _run_trial(
@@ -246,13 +287,15 @@ class SlotRun:
             trial.report(score, step)
             return trial.should_prune()
 
-        request = {"family": view.family, "params": view.params}
+        # without a pruner the worker sends no intermediate scores (each would be a database write)
+        pruning = not isinstance(study.pruner, optuna.pruners.NopPruner)
+        request = {"family": view.family, "params": view.params, "report": pruning}
         outcome = worker.run(
             "trial",
             request,
             time_limit_s=limit,
             memory_limit_bytes=memory_limit,
-            on_report=report,
+            on_report=report if pruning else None,
             should_stop=lambda: self._stop_wanted(deadline),
             on_tick=tick,
         )
@@ -263,9 +306,7 @@ class SlotRun:
         state, score, result = optuna.trial.TrialState.FAIL, None, {}
         if outcome.status == "done":
             values = outcome.value
-            buffer = io.BytesIO()
-            np.save(buffer, values["oof"], allow_pickle=False)
-            self.engine.store.put(oof_key(self.search_id, trial.number), buffer.getvalue())
+            self._write_later(self._store_oof, trial.number, values["oof"])
             result = {
                 name: values[name]
                 for name in ("score_std", "metrics", "fit_s", "predict_latency_s", "eval_s")
@@ -278,7 +319,7 @@ class SlotRun:
             result["failure_reason"] = str(outcome.value)
             if outcome.status == "pruned":
                 state = optuna.trial.TrialState.PRUNED
-        trial.set_user_attr("outcome", result)
+        storage.hold_user_attrs(trial._trial_id, {"outcome": result})  # written by tell's commit
         study.tell(trial, score) if score is not None else study.tell(trial, state=state)
         finished = TrialView(
             **{
@@ -293,17 +334,16 @@ class SlotRun:
                 "end_time": time.time(),
             }
         )
-        self.state.append_event(self.search_id, "trial_finished", asdict(finished))
+        events = [("trial_finished", asdict(finished))]
         if finished.state == "COMPLETE":
             better = previous_best is None or (
                 finished.score > previous_best if metric.higher_is_better else finished.score < previous_best
             )
             if better:
-                self.state.append_event(
-                    self.search_id,
-                    "best_trial_changed",
-                    {"trial": asdict(finished), "previous_score": previous_best},
+                events.append(
+                    ("best_trial_changed", {"trial": asdict(finished), "previous_score": previous_best})
                 )
+        self._write_later(self.state.append_events, self.search_id, events)
         log.info(
             "search %s trial %d %s %s in %.2fs",
             self.search_id,
@@ -313,12 +353,22 @@ class SlotRun:
             finished.end_time - view.start_time,
         )
 
+    def _store_oof(self, number: int, oof: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, oof, allow_pickle=False)
+        self.engine.store.put(oof_key(self.search_id, number), buffer.getvalue())
+
     def _wait_for_other_slots(self) -> None:
         waited = time.monotonic()
         while self.state.live_other_slots(self.search_id, self.slot) and not self.stop.is_set():
             if time.monotonic() - waited > 3 * self.engine.config.lease_s:
                 break
             time.sleep(0.2)
+
+
+def refit_estimate_s(members: list[TrialView]) -> float:
+    """A cautious guess of a refit's time on all training rows, from the members' fold fit times."""
+    return sum(m.fit_s for m in members) * 1.5 + 1.0
 
 
 class Finalizer:
@@ -365,21 +415,26 @@ class Finalizer:
             return
         metric = get_metric(self.spec.metric)
         complete.sort(key=lambda t: -t.score if metric.higher_is_better else t.score)
-        best = complete[0]
-        choices = [([best], [1.0], best.score)]
+        # In order of preference: the ensemble, then the best single trials; a choice whose refit
+        # is not expected to end within the budget is passed over for the next one.
+        runners_up = complete[:RUNNERS_UP]
+        choices = [([t], [1.0], t.score) for t in runners_up]
         if self.spec.ensemble and not cancelled and len(complete) >= 2:
             ensemble = self._ensemble(complete[:12], metric)
             if ensemble is not None:
                 choices.insert(0, ensemble)
+        quickest = min(runners_up, key=lambda t: t.fit_s)
         result, error = None, ""
         for members, weights, score in choices:  # noqa: B007 - the chosen one is used below
-            result, error = self._refit(members, weights)
+            # keep time for the quickest trial's refit, the last resort, unless this is it
+            reserve_s = 0.0 if members == [quickest] else refit_estimate_s([quickest])
+            result, error = self._refit(members, weights, reserve_s=reserve_s)
             if result is not None:
                 break
-        if result is None and error.startswith("time limit"):
-            # better late than nothing: the best single model without the budget's limit
+        if result is None and error.startswith(OUT_OF_TIME):
+            # better late than nothing: the quickest of the best trials, without the budget's limit
             log.warning("search %s: refit over the budget (%s)", self.search_id, error)
-            members, weights, score = [best], [1.0], best.score
+            members, weights, score = [quickest], [1.0], quickest.score
             result, error = self._refit(members, weights, within_budget=False)
         if result is None:
             self.state.transition(
@@ -395,6 +450,7 @@ class Finalizer:
             reason="cancelled; kept the best model so far" if cancelled else "",
             result=json.dumps(summary),
             family_failures=json.dumps(failures),
+            registration_pending=summary["registration_pending"],
         )
 
     def _reap_orphans(self) -> None:
@@ -420,8 +476,8 @@ class Finalizer:
                 continue
         if len(outputs) < 2:
             return None
-        y = self.worker._data.y
-        weights, score = select_ensemble(outputs, y, metric)
+        data = self.worker._data
+        weights, score = select_ensemble(outputs, data.y, metric, weights=data.weights)
         if len(weights) < 2:
             return None
         single = candidates[0].score
@@ -431,14 +487,19 @@ class Finalizer:
         members = [by_id[i] for i in weights]
         return members, [weights[m.trial_id] for m in members], score
 
-    def _refit(self, members: list[TrialView], weights: list[float], within_budget: bool = True):
+    def _refit(
+        self,
+        members: list[TrialView],
+        weights: list[float],
+        within_budget: bool = True,
+        reserve_s: float = 0.0,
+    ):
         row = self.state.row(self.search_id)
         limit = self.engine.config.default_trial_time_limit_s
         if within_budget and row.deadline is not None and self.spec.time_budget_s:
-            hard_end = row.deadline + 0.05 * self.spec.time_budget_s - 0.5
-            estimate = sum(m.fit_s for m in members) * 1.5 + 1.0
-            if len(members) > 1 and time.time() + estimate > hard_end:
-                return None, "no time left to refit the ensemble"
+            hard_end = row.deadline + 0.05 * self.spec.time_budget_s - 0.5 - reserve_s
+            if time.time() + refit_estimate_s(members) > hard_end:
+                return None, "no time left to refit " + ("the ensemble" if len(members) > 1 else "this trial")
             limit = max(hard_end - time.time(), 3.0)
         request = {
             "members": [{"family": m.family, "params": m.params} for m in members],
@@ -502,37 +563,23 @@ class Finalizer:
             "feature_importances": result.get("importances", {}),
             "registered_model": None,
             "registration_error": "",
+            "registration_pending": False,
             "fit_s": sum(m.fit_s for m in members),
             "predict_latency_s": sum(m.predict_latency_s for m in members),
         }
         if spec.register_model_name:
-            summary.update(self._register(bundle, data, sha, members))
-        return summary
-
-    def _register(self, bundle, data: bytes, sha: str, members) -> dict:
-        if self.engine.registry is None:
-            return {"registration_error": "no registry configured"}
-        lineage = {
-            "dataset_id": self.spec.dataset_id,
-            "dataset_version": self.spec.dataset_version,
-            "split_id": self.spec.split_id,
-            "search_id": self.search_id,
-            "trial_id": members[0].trial_id if len(members) == 1 else "",
-            "ensemble_trial_ids": [m.trial_id for m in members] if len(members) > 1 else [],
-        }
-        try:
-            name, version = self.engine.registry.register(
-                self.spec.register_model_name,
-                data,
-                sha,
-                bundle,
-                lineage,
-                self.spec.description or f"search {self.search_id}",
+            summary.update(
+                register(
+                    self.engine.registry,
+                    spec.to_dict(),
+                    self.search_id,
+                    summary,
+                    bundle,
+                    data,
+                    QUICK_RETRY_DELAYS_S,
+                )
             )
-        except Exception as exc:  # noqa: BLE001 - the artifact stays in the store, recorded on the search
-            log.warning("search %s: registration failed: %s", self.search_id, exc)
-            return {"registration_error": f"{type(exc).__name__}: {exc}"}
-        return {"registered_model": {"name": name, "version": version}}
+        return summary
 
 
 _STATE_NAMES = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "FAILED"}

@@ -1,7 +1,8 @@
 """The metrics a search can optimise: how each is computed, its direction and the tasks it fits.
 
 Classification metrics take class probabilities (n x k, columns in class order); regression
-metrics take predictions. Scores are the metric's own value; `higher_is_better` gives the direction.
+metrics take predictions. Every metric takes optional sample weights (the dataset's weight column).
+Scores are the metric's own value; `higher_is_better` gives the direction.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class Metric:
     name: str
     higher_is_better: bool
     tasks: tuple[str, ...]
-    compute: Callable[[np.ndarray, np.ndarray], float]
+    compute: Callable[..., float]  # (y, output, sample_weight=None) -> score
 
     def fits(self, task: str) -> bool:
         return task in self.tasks
@@ -38,35 +39,47 @@ def _average(y: np.ndarray, proba: np.ndarray) -> str:
     return "binary" if proba.shape[1] == 2 else "macro"
 
 
-def _accuracy(y, proba):
-    return float(np.mean(_labels(proba) == y))
+def _accuracy(y, proba, w=None):
+    return float(np.average(_labels(proba) == y, weights=w))
 
 
-def _balanced_accuracy(y, proba):
+def _balanced_accuracy(y, proba, w=None):
     from sklearn.metrics import balanced_accuracy_score
 
-    return float(balanced_accuracy_score(y, _labels(proba)))
+    return float(balanced_accuracy_score(y, _labels(proba), sample_weight=w))
 
 
-def _f1(y, proba):
+def _f1(y, proba, w=None):
     from sklearn.metrics import f1_score
 
     return float(
-        f1_score(y, _labels(proba), average=_average(y, proba), labels=range(proba.shape[1]), zero_division=0)
-    )
-
-
-def _precision(y, proba):
-    from sklearn.metrics import precision_score
-
-    return float(
-        precision_score(
-            y, _labels(proba), average=_average(y, proba), labels=range(proba.shape[1]), zero_division=0
+        f1_score(
+            y,
+            _labels(proba),
+            average=_average(y, proba),
+            labels=range(proba.shape[1]),
+            zero_division=0,
+            sample_weight=w,
         )
     )
 
 
-def _recall(y, proba):
+def _precision(y, proba, w=None):
+    from sklearn.metrics import precision_score
+
+    return float(
+        precision_score(
+            y,
+            _labels(proba),
+            average=_average(y, proba),
+            labels=range(proba.shape[1]),
+            zero_division=0,
+            sample_weight=w,
+        )
+    )
+
+
+def _recall(y, proba, w=None):
     from sklearn.metrics import recall_score
 
     return float(
@@ -76,40 +89,41 @@ def _recall(y, proba):
     )
 
 
-def _roc_auc(y, proba):
+def _roc_auc(y, proba, w=None):
     from sklearn.metrics import roc_auc_score
 
     if proba.shape[1] == 2:
-        return float(roc_auc_score(y, proba[:, 1]))
+        return float(roc_auc_score(y, proba[:, 1], sample_weight=w))
     present = np.unique(y)
     if len(present) < proba.shape[1]:  # a fold without some class: score the classes it has
         sub = proba[:, present]
         sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
-        return float(roc_auc_score(np.searchsorted(present, y), sub, multi_class="ovr"))
-    return float(roc_auc_score(y, proba, multi_class="ovr"))
+        return float(roc_auc_score(np.searchsorted(present, y), sub, multi_class="ovr", sample_weight=w))
+    return float(roc_auc_score(y, proba, multi_class="ovr", sample_weight=w))
 
 
-def _log_loss(y, proba):
+def _log_loss(y, proba, w=None):
     clipped = np.clip(proba, 1e-15, 1.0)
     clipped = clipped / clipped.sum(axis=1, keepdims=True)
-    return float(-np.mean(np.log(clipped[np.arange(len(y)), y])))
+    return float(-np.average(np.log(clipped[np.arange(len(y)), y]), weights=w))
 
 
-def _rmse(y, pred):
-    return float(np.sqrt(np.mean((y - pred) ** 2)))
+def _rmse(y, pred, w=None):
+    return float(np.sqrt(np.average((y - pred) ** 2, weights=w)))
 
 
-def _mae(y, pred):
-    return float(np.mean(np.abs(y - pred)))
+def _mae(y, pred, w=None):
+    return float(np.average(np.abs(y - pred), weights=w))
 
 
-def _r2(y, pred):
-    total = np.sum((y - y.mean()) ** 2)
-    return float(1.0 - np.sum((y - pred) ** 2) / total) if total > 0 else 0.0
+def _r2(y, pred, w=None):
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=float)
+    total = np.sum(w * (y - np.average(y, weights=w)) ** 2)
+    return float(1.0 - np.sum(w * (y - pred) ** 2) / total) if total > 0 else 0.0
 
 
-def _mape(y, pred):
-    return float(np.mean(np.abs(y - pred) / np.maximum(np.abs(y), np.finfo(float).eps)))
+def _mape(y, pred, w=None):
+    return float(np.average(np.abs(y - pred) / np.maximum(np.abs(y), np.finfo(float).eps), weights=w))
 
 
 METRICS: dict[str, Metric] = {
@@ -141,12 +155,12 @@ def get_metric(name: str) -> Metric:
     return METRICS[name]
 
 
-def score_all(task: str, names, y: np.ndarray, output: np.ndarray) -> dict[str, float]:
+def score_all(task: str, names, y: np.ndarray, output: np.ndarray, weights=None) -> dict[str, float]:
     """Every metric in `names` on one set of predictions (a metric that cannot be computed is skipped)."""
     scores = {}
     for name in names:
         try:
-            scores[name] = METRICS[name].compute(y, output)
-        except ValueError:
+            scores[name] = METRICS[name].compute(y, output, weights)
+        except (ValueError, ZeroDivisionError):  # e.g. one class only, or every weight zero
             continue
     return scores

@@ -1,5 +1,6 @@
 """The worker loop of a trainer process: claim free slots of active searches (leases), run them in
-threads, keep the leases alive, give them back at shutdown so another process resumes the search.
+threads, keep the leases alive, give them back at shutdown so another process resumes the search;
+retry the registrations that were waiting for an unavailable registry.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import threading
 import time
 
 from loopml.services.trainer.core.execution import Engine, SlotRun
+from loopml.services.trainer.core.registration import RegistrationRetrier
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,7 @@ class SearchRunner:
         self._stop = threading.Event()
         self._threads: dict[tuple[str, int], threading.Thread] = {}
         self._loop: threading.Thread | None = None
+        self.registrations = RegistrationRetrier(engine)
 
     def start(self) -> None:
         self._loop = threading.Thread(target=self._run, name="loopml-trainer-runner", daemon=True)
@@ -41,6 +44,7 @@ class SearchRunner:
         while not self._stop.is_set():
             try:
                 self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
+                self.registrations.run_due()
                 if time.monotonic() - last_renew > config.lease_s / 3:
                     self.engine.state.renew_leases(config.worker_id, list(self._threads), config.lease_s)
                     last_renew = time.monotonic()

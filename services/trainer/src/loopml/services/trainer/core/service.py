@@ -70,6 +70,10 @@ class Trainer:
         info = self.engine.data.describe(spec.dataset_id, spec.dataset_version)
         if spec.split_id and spec.split_id not in info.splits:
             raise NotFound("split", spec.split_id)
+        if spec.use_split_validation and not info.validation_rows.get(spec.split_id):
+            raise InvalidArgument(
+                "spec.validation.use_split_validation", f"split {spec.split_id} has no validation rows"
+            )
         frame = self.engine.data.load(spec.dataset_id, info.version)
         spec, problem = resolve(spec, info, frame)
         now = time.time()

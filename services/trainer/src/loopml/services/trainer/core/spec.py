@@ -34,6 +34,8 @@ class SearchSpec:
     pruner: str = "median"
     cv_folds: int = 0
     holdout_fraction: float = 0.0
+    #: Score on the stored split's validation part (train on its train part) instead of CV/holdout.
+    use_split_validation: bool = False
     ensemble: bool = True
     parallel_trials: int = 0
     trial_time_limit_s: float = 0.0
@@ -42,6 +44,7 @@ class SearchSpec:
     warm_start_search_ids: list[str] = field(default_factory=list)
     register_model_name: str = ""
     feature_columns: list[str] = field(default_factory=list)
+    weight_column: str = ""  # "" = the column with role weight, if any
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -76,6 +79,11 @@ def check_request(spec: SearchSpec) -> None:
         raise InvalidArgument("spec.validation.cv_folds", "needs at least 2 folds")
     if not 0 <= spec.holdout_fraction < 1:
         raise InvalidArgument("spec.validation.holdout_fraction", "must be in (0, 1)")
+    if spec.use_split_validation and not spec.split_id:
+        raise InvalidArgument(
+            "spec.validation.use_split_validation",
+            "needs a stored split: set split_id to one with validation rows",
+        )
     for name, value in (
         ("parallel_trials", spec.parallel_trials),
         ("trial_memory_limit_bytes", spec.trial_memory_limit_bytes),
@@ -122,10 +130,15 @@ def resolve(spec: SearchSpec, info: DatasetInfo, frame: pd.DataFrame) -> tuple[S
         raise InvalidArgument("spec.metric", f"metric {metric} does not fit task {task}")
     spec.metric = metric
 
+    weight = spec.weight_column or next((c.name for c in info.columns if c.role == "weight"), "")
+    if weight:
+        _check_weights(frame, weight, label)
+    spec.weight_column = weight
+
     kinds = {c.name: c.type for c in info.columns}
     if spec.feature_columns:
         for i, column in enumerate(spec.feature_columns):
-            if column not in frame.columns or column == label:
+            if column not in frame.columns or column in (label, weight):
                 raise InvalidArgument(
                     f"spec.feature_columns[{i}]", f"{column!r} is not a feature column of the dataset"
                 )
@@ -135,14 +148,18 @@ def resolve(spec: SearchSpec, info: DatasetInfo, frame: pd.DataFrame) -> tuple[S
         features = [
             c
             for c in frame.columns
-            if c != label and roles.get(c, "feature") in ("feature", "") and kinds.get(c) in FEATURE_KINDS
+            if c not in (label, weight)
+            and roles.get(c, "feature") in ("feature", "")
+            and kinds.get(c) in FEATURE_KINDS
         ]
     if not features:
         raise InvalidArgument("spec.feature_columns", "no usable feature columns")
     spec.feature_columns = features
 
     rows = int(target.notna().sum())
-    if spec.cv_folds == 0 and spec.holdout_fraction == 0:
+    if spec.use_split_validation:
+        pass  # validated on the split's validation part; its size is checked against the split
+    elif spec.cv_folds == 0 and spec.holdout_fraction == 0:
         if rows > 50_000:
             spec.holdout_fraction = 0.2
         else:
@@ -182,3 +199,20 @@ def _infer_task(target: pd.Series, kind: str) -> str:
         if not integral or distinct > 20 or kind == "numeric":
             return "regression"
     return "multiclass"
+
+
+def _check_weights(frame: pd.DataFrame, column: str, label: str) -> None:
+    """Sample weights: a numeric column, finite and >= 0 on every labelled row, not all zero."""
+    if column not in frame.columns or column == label:
+        raise InvalidArgument(
+            "spec.weight_column", f"{column!r} is not a column of the dataset besides the label"
+        )
+    values = frame.loc[frame[label].notna(), column]
+    if not pd.api.types.is_numeric_dtype(values):
+        raise InvalidArgument("spec.weight_column", f"weight column {column!r} is not numeric")
+    numbers = values.to_numpy(dtype=float)
+    if not np.isfinite(numbers).all() or (numbers < 0).any() or numbers.sum() <= 0:
+        raise InvalidArgument(
+            "spec.weight_column",
+            f"weights in {column!r} must be finite and >= 0 on every labelled row, and not all zero",
+        )

@@ -116,14 +116,17 @@ class SearchState:
                 kwargs = (
                     {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
                 )
-                self._storage = optuna.storages.RDBStorage(
+                from loopml.services.trainer.core.trial_storage import TrialStartBatchingStorage
+
+                backend = optuna.storages.RDBStorage(
                     url,
                     engine_kwargs=kwargs,
                     heartbeat_interval=self._heartbeat[0],
                     grace_period=self._heartbeat[1],
                 )
                 if url.startswith("sqlite"):
-                    _relax_sqlite_sync(self._storage.engine)
+                    _relax_sqlite_sync(backend.engine)
+                self._storage = TrialStartBatchingStorage(backend)
             return self._storage
 
     def create_study(self, search_id: str, higher_is_better: bool):
@@ -221,10 +224,30 @@ class SearchState:
 
         self.db.transaction(work)
 
+    def pending_registrations(self) -> list[SearchRow]:
+        with self.db.session() as session:
+            return list(
+                session.scalars(
+                    sa.select(SearchRow).where(
+                        SearchRow.registration_pending.is_(True), SearchRow.state.in_(FINAL_STATES)
+                    )
+                )
+            )
+
+    def finish_registration(self, search_id: str, result: str) -> None:
+        """Record the outcome of a retried registration (the result JSON) and stop retrying."""
+        self.update(search_id, result=result, registration_pending=False)
+
     def append_event(self, search_id: str, kind: str, payload: dict) -> None:
+        self.append_events(search_id, [(kind, payload)])
+
+    def append_events(self, search_id: str, events: list[tuple[str, dict]]) -> None:
+        """Append (kind, payload) events in order, in one transaction."""
+
         def work(session):
             row = session.get(SearchRow, search_id, with_for_update=True)
-            _append(session, row, kind, payload)
+            for kind, payload in events:
+                _append(session, row, kind, payload)
 
         self.db.transaction(work)
 

@@ -35,6 +35,9 @@ class TrialData:
     seed: int
     test_frame: Any = None
     test_y: Any = None
+    #: Sample weights of the training and test rows (None: unweighted).
+    weights: Any = None
+    test_weights: Any = None
     #: Modules imported as soon as the process starts (the refit process pre-loads torch, xgboost).
     warm_imports: tuple[str, ...] = ()
 
@@ -208,7 +211,8 @@ def _run_trial(conn, data: TrialData, request: dict) -> dict:
             data.folds,
             data.metric,
             data.seed,
-            report,
+            report if request.get("report", True) else None,
+            data.weights,
         )
     except TrialPruned as exc:
         raise _Pruned(str(exc)) from None
@@ -235,7 +239,7 @@ def _run_refit(conn, data: TrialData, request: dict) -> dict:
     fitted = []
     for member in request["members"]:
         estimator = task.build(problem, member["family"], member["params"], data.seed)
-        fitted.append(estimator.fit(X, data.y))
+        fitted.append(task.fit(estimator, member["family"], X, data.y, data.weights))
     if len(fitted) == 1:
         estimator = fitted[0]
     else:
@@ -249,7 +253,7 @@ def _run_refit(conn, data: TrialData, request: dict) -> dict:
     if data.test_frame is not None and len(data.test_frame):
         output = predict_output(problem, estimator, task.features(problem, data.test_frame))
         names = dict.fromkeys((data.metric,) + REPORTED[problem.task])
-        result["test_metrics"] = score_all(problem.task, names, data.test_y, output)
+        result["test_metrics"] = score_all(problem.task, names, data.test_y, output, data.test_weights)
     if request.get("importances", True):
         result["importances"] = task.feature_importances(problem, estimator, X, data.y)
     return result

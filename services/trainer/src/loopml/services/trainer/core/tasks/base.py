@@ -61,3 +61,27 @@ class Task(abc.ABC):
     def feature_importances(self, problem: Problem, estimator, frame: pd.DataFrame, y) -> dict[str, float]:
         """Importance per input column; empty when the plugin cannot tell."""
         return {}
+
+    def fit(self, estimator, family: str, frame: pd.DataFrame, y, sample_weight=None):
+        """Fit one candidate on the rows, with their sample weights when given (None: unweighted)."""
+        if sample_weight is None:
+            return estimator.fit(frame, y)
+        return estimator.fit(frame, y, sample_weight=sample_weight)
+
+    #: Families whose training can report intermediate scores (boosting rounds, epochs).
+    staged_families: tuple[str, ...] = ()
+
+    def fit_in_stages(
+        self,
+        estimator,
+        family: str,
+        frame: pd.DataFrame,
+        y,
+        valid_frame: pd.DataFrame,
+        on_stage,
+        predict,
+        sample_weight=None,
+    ) -> int | None:
+        """Fit `estimator` (of a staged family), calling `on_stage(done, validation output)` at a few
+        checkpoints; it returns True to stop. Returns the rounds/epochs done when stopped, else None."""
+        raise NotImplementedError(f"{self.name} has no staged families")

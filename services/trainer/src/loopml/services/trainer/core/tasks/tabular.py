@@ -14,9 +14,12 @@ import pandas as pd
 
 from loopml.services.trainer.core.space import SearchSpace, choice, float_param, int_param
 from loopml.services.trainer.core.tasks.base import Problem, Task
+from loopml.services.trainer.core.tasks.staged import STAGED_FAMILIES, fit_in_stages
 
 FAMILIES = ("hist_gradient_boosting", "xgboost", "random_forest", "extra_trees", "linear", "knn", "mlp")
 NUMERIC_KINDS = ("numeric", "integer", "boolean")
+#: Families whose model takes sample weights; k-NN and the MLP fit unweighted (scores stay weighted).
+WEIGHTED_FAMILIES = ("linear", "random_forest", "extra_trees", "hist_gradient_boosting", "xgboost")
 TREES = ("hist_gradient_boosting", "xgboost", "random_forest", "extra_trees")
 
 _SCALED_PREP = [
@@ -96,6 +99,20 @@ class TabularTask(Task):
 
     def features(self, problem: Problem, frame: pd.DataFrame) -> pd.DataFrame:
         return frame[list(problem.features)]
+
+    staged_families = STAGED_FAMILIES
+
+    def fit(self, estimator, family, frame, y, sample_weight=None):
+        if sample_weight is None or family not in WEIGHTED_FAMILIES:
+            return estimator.fit(frame, y)
+        return estimator.fit(frame, y, model__sample_weight=sample_weight)
+
+    def fit_in_stages(
+        self, estimator, family, frame, y, valid_frame, on_stage, predict, sample_weight=None
+    ) -> int | None:
+        if family not in WEIGHTED_FAMILIES:
+            sample_weight = None
+        return fit_in_stages(estimator, family, frame, y, valid_frame, on_stage, predict, sample_weight)
 
     def build(self, problem: Problem, family: str, params: dict[str, Any], seed: int):
         from sklearn.pipeline import Pipeline
