@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from loopml.client.datasets import DatasetClient
+from loopml.client.errors import InvalidArgumentError
 from loopml.client.inference import InferenceClient
 from loopml.client.registry import RegistryClient
 from loopml.client.trainer import TrainerClient
@@ -119,8 +120,8 @@ def stack(local_backend, serve, tmp_path):
         client.close()
 
 
-def test_drifted_model_is_retrained_and_promoted(stack):
-    datasets, trainer, registry, inference, metrics = stack
+def serve_first_model(datasets, trainer, registry):
+    """Dataset version 1 (label: x > 0), a search on it, its model as loop@production."""
     v1_data = frame(threshold=0.0, mean=0.0, rows=400, seed=1)
     uploaded = datasets.upload(
         io.BytesIO(v1_data.to_csv(index=False).encode()),
@@ -128,12 +129,11 @@ def test_drifted_model_is_retrained_and_promoted(stack):
         label_column="label",
         filename="loop.csv",
     )
-    dataset_id = uploaded.version.ref.dataset_id
     first = trainer.create_search(
-        dataset_id,
+        uploaded.version.ref.dataset_id,
         label="label",
         metric="accuracy",
-        time_budget_s=4,
+        time_budget_s=10,  # max_trials ends it sooner; the budget leaves room on a busy box
         max_trials=4,
         seed=1,
         families=["linear"],
@@ -145,19 +145,13 @@ def test_drifted_model_is_retrained_and_promoted(stack):
     assert first.state == 4, first.failure_reason
     v1 = first.result.registered_model.version
     registry.set_alias("loop", "production", v1)
+    return first, v1
 
-    # the world changes: the boundary moves to x > 1.5 and inputs shift right; a new dataset version
-    v2_data = frame(threshold=1.5, mean=1.5, rows=400, seed=2)
-    datasets.upload(
-        io.BytesIO(v2_data.to_csv(index=False).encode()),
-        name="loop",
-        label_column="label",
-        filename="loop.csv",
-    )
 
-    live = frame(threshold=1.5, mean=1.5, rows=80, seed=3)
+def send_live_traffic(inference, metrics, live: pd.DataFrame, v1: int) -> None:
+    """Predict `live` in requests of 10 rows, then send every row's ground truth as feedback."""
     request_ids = []
-    for start_row in range(0, 80, 10):
+    for start_row in range(0, len(live), 10):
         rows = live.iloc[start_row : start_row + 10]
         answer = inference.predict("loop", {"x": list(rows.x), "noise": list(rows.noise)})
         assert answer.model_version == v1
@@ -167,13 +161,13 @@ def test_drifted_model_is_retrained_and_promoted(stack):
         for rid, labels in request_ids
         for i, label in enumerate(labels)
     ]
-    wait_for(lambda: metrics.record_feedback(feedback).accepted_count == 80, 30, "predictions logged")
-    online = metrics.performance("loop", v1, window_s=3600).versions[0]
-    accuracy = {s.metric: s.value for s in online.online_metrics}[metric_pb2.METRIC_NAME_ACCURACY]
-    assert accuracy < 0.8 and online.coverage == 1.0
+    wait_for(lambda: metrics.record_feedback(feedback).accepted_count == len(live), 30, "predictions logged")
 
+
+def retrain_rule(name: str, data=alerts_pb2.RETRAIN_DATA_UNSPECIFIED, alias="production"):
+    """Online accuracy of loop@production below 0.8 -> retrain (10 s budget, 4 trials), promote at +0.05."""
     rule = alerts_pb2.AlertRule(
-        name="loop-accuracy",
+        name=name,
         operator=metrics_pb2.COMPARISON_OPERATOR_LESS,
         threshold=0.8,
         performance=alerts_pb2.PerformanceTarget(
@@ -184,17 +178,19 @@ def test_drifted_model_is_retrained_and_promoted(stack):
         actions=[
             alerts_pb2.AlertAction(
                 retrain=alerts_pb2.RetrainAction(
-                    model=refs_pb2.ModelRef(name="loop", alias="production"), min_improvement=0.05
+                    model=refs_pb2.ModelRef(name="loop", alias=alias), data=data, min_improvement=0.05
                 )
             )
         ],
     )
     rule.window.FromSeconds(3600)
-    rule.actions[0].retrain.time_budget.FromSeconds(4)
-    created = metrics.create_alert_rule(rule)
+    rule.actions[0].retrain.time_budget.FromSeconds(10)
+    return rule
 
+
+def wait_for_retrain_result(metrics, rule_id: str):
     def retrain_result():
-        for alert in metrics.list_alerts(created.rule_id):
+        for alert in metrics.list_alerts(rule_id):
             for result in alert.action_results:
                 if result.kind == alerts_pb2.ALERT_ACTION_KIND_RETRAIN and result.status in (
                     alerts_pb2.ACTION_STATUS_SUCCEEDED,
@@ -203,7 +199,29 @@ def test_drifted_model_is_retrained_and_promoted(stack):
                     return result
         return None
 
-    result = wait_for(retrain_result, 300, "the retrain action")
+    return wait_for(retrain_result, 300, "the retrain action")
+
+
+def test_drifted_model_is_retrained_and_promoted(stack):
+    datasets, trainer, registry, inference, metrics = stack
+    first, v1 = serve_first_model(datasets, trainer, registry)
+
+    # the world changes: the boundary moves to x > 1.5 and inputs shift right; a new dataset version
+    v2_data = frame(threshold=1.5, mean=1.5, rows=400, seed=2)
+    datasets.upload(
+        io.BytesIO(v2_data.to_csv(index=False).encode()),
+        name="loop",
+        label_column="label",
+        filename="loop.csv",
+    )
+
+    send_live_traffic(inference, metrics, frame(threshold=1.5, mean=1.5, rows=80, seed=3), v1)
+    online = metrics.performance("loop", v1, window_s=3600).versions[0]
+    accuracy = {s.metric: s.value for s in online.online_metrics}[metric_pb2.METRIC_NAME_ACCURACY]
+    assert accuracy < 0.8 and online.coverage == 1.0
+
+    created = metrics.create_alert_rule(retrain_rule("loop-accuracy"))
+    result = wait_for_retrain_result(metrics, created.rule_id)
     assert result.status == alerts_pb2.ACTION_STATUS_SUCCEEDED, result.detail
     outcome = result.retrain
     assert outcome.promoted, result.detail
@@ -216,13 +234,47 @@ def test_drifted_model_is_retrained_and_promoted(stack):
 
     # inference follows the alias: the next prediction is answered by the new model
     probe = frame(threshold=1.5, mean=1.5, rows=5, seed=4)
-    answer = wait_for(
-        lambda: (
-            (a := inference.predict("loop", {"x": list(probe.x), "noise": list(probe.noise)})).model_version
-            == outcome.new_version
-            and a
-        ),
-        30,
-        "the new model to answer",
-    )
+    answered_by: list[int] = []
+
+    def probe_answer():
+        a = inference.predict("loop", {"x": list(probe.x), "noise": list(probe.noise)})
+        answered_by.append(a.model_version)
+        return a.model_version == outcome.new_version and a
+
+    answer = wait_for(probe_answer, 30, "the new model to answer")
     assert answer.model_version == outcome.new_version
+
+    # the retraining scored both versions on the holdout through inference, but asked it not to
+    # log those predictions: the log holds only the live rows and the probes (the log is in
+    # order, so once the last probe is there, everything before it is too)
+    def predicted_rows(version: int) -> int:
+        return metrics.performance("loop", version, window_s=3600).versions[0].prediction_count
+
+    wait_for(lambda: predicted_rows(outcome.new_version) >= 5, 30, "the probe to be logged")
+    assert predicted_rows(outcome.new_version) == 5
+    assert predicted_rows(v1) == 80 + 5 * answered_by.count(v1)
+
+
+def test_retrain_on_predictions_with_feedback(stack):
+    datasets, trainer, registry, inference, metrics = stack
+    first, v1 = serve_first_model(datasets, trainer, registry)
+    # no new dataset version this time: the new world is only seen live, with its ground truth
+    send_live_traffic(inference, metrics, frame(threshold=1.5, mean=1.5, rows=200, seed=3), v1)
+
+    feedback_data = alerts_pb2.RETRAIN_DATA_PREDICTIONS_WITH_FEEDBACK
+    with pytest.raises(InvalidArgumentError) as e:  # checked at creation: no such alias to replace
+        metrics.create_alert_rule(retrain_rule("bad", feedback_data, alias="staging"))
+    assert e.value.field_violations[0].field == "rule.actions[0].retrain.model"
+
+    created = metrics.create_alert_rule(retrain_rule("loop-feedback", feedback_data))
+    result = wait_for_retrain_result(metrics, created.rule_id)
+    assert result.status == alerts_pb2.ACTION_STATUS_SUCCEEDED, result.detail
+    assert result.retrain.promoted, result.detail
+    new_search = trainer.get_search(result.retrain.search_id)
+    assert list(new_search.spec.warm_start_search_ids) == [first.search_id]
+    # the search ran on a new version of the dataset: the 200 live rows, labelled by feedback
+    assert new_search.spec.dataset.dataset_id == first.spec.dataset.dataset_id
+    built = datasets.get(new_search.spec.dataset.dataset_id, new_search.spec.dataset.version).version
+    assert new_search.spec.dataset.version == 2 and built.row_count == 200
+    assert sorted(c.name for c in built.columns) == ["label", "noise", "x"]
+    assert registry.resolve("loop", alias="production").version == result.retrain.new_version

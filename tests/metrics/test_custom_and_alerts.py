@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -17,6 +18,8 @@ from loopml.client.errors import (
 )
 from loopml.common.v1 import metric_pb2, refs_pb2, value_pb2
 from loopml.metrics.v1 import alerts_pb2, metrics_pb2
+from loopml.runtime.errors import NotFound
+from loopml.services.metrics.core.model import VersionInfo
 from loopml.services.metrics.core.retrain import RetrainOutcome
 from loopml.services.metrics.server import MetricsDeps
 from tests.metrics.helpers import feedback, record, start
@@ -357,3 +360,57 @@ def test_performance_alert_runs_retrain_once_per_cooldown(backend, serve):
     req = retrainer.requests[0]
     assert (req.model_name, req.alias, req.min_improvement) == ("offers", "production", 0.01)
     assert req.alert_id == client.list_alerts(created.rule_id)[0].alert_id
+
+
+class OneVersionCatalog:
+    """A registry stand-in that knows one version, offers@production; `info` is changed by the test."""
+
+    def __init__(self, info: VersionInfo):
+        self.info = info
+
+    def version(self, model_name, version):
+        return self.info
+
+    def resolve_alias(self, model_name, alias):
+        if alias != "production":
+            raise NotFound("model alias", f"{model_name}@{alias}")
+        return self.info
+
+    def set_alias(self, model_name, alias, version, reason):
+        raise AssertionError("no alias moves in this test")
+
+
+def test_retrain_on_feedback_is_checked_at_rule_creation(local_backend, serve):
+    good = VersionInfo(
+        "offers", 1, "binary", ("amount",), ("accept", "reject"), "decision", search_id="s1", dataset_id="d1"
+    )
+    catalog = OneVersionCatalog(good)
+    _, client = start(serve, local_backend, MetricsDeps(catalog=catalog, retrainer=RecordingRetrainer()))
+
+    def rule(alias="production"):
+        return _rule(
+            "on-feedback",
+            metric=alerts_pb2.MetricTarget(name="loopml_predicted_rows"),
+            actions=[
+                alerts_pb2.AlertAction(
+                    retrain=alerts_pb2.RetrainAction(
+                        model=refs_pb2.ModelRef(name="offers", alias=alias),
+                        data=alerts_pb2.RETRAIN_DATA_PREDICTIONS_WITH_FEEDBACK,
+                    )
+                )
+            ],
+        )
+
+    for info, alias, field in (
+        (replace(good, label_column=""), "production", "rule.actions[0].retrain.data"),
+        (replace(good, inputs=()), "production", "rule.actions[0].retrain.data"),
+        (replace(good, search_id=""), "production", "rule.actions[0].retrain.model"),
+        (good, "staging", "rule.actions[0].retrain.model"),
+    ):
+        catalog.info = info
+        with pytest.raises(InvalidArgumentError) as e:
+            client.create_alert_rule(rule(alias))
+        assert e.value.field_violations[0].field == field
+    catalog.info = good
+    created = client.create_alert_rule(rule())
+    assert created.actions[0].retrain.data == alerts_pb2.RETRAIN_DATA_PREDICTIONS_WITH_FEEDBACK

@@ -49,18 +49,31 @@ def test_sum_count_per_hour_grouped_by_label(loaded):
     assert all(v == [(0, 60), (3600, 60)] for v in counts.values())
 
 
-def test_rollups_and_raw_points_agree(loaded):
-    # start on a minute boundary -> per-minute aggregates; start 1 s later -> raw points.
-    for agg in ("avg", "min", "max", "sum"):
-        rolled = _values(
-            loaded.query(
-                "http_latency", start=T0, end=T0 + 1800, step_s=600, aggregation=agg, matchers=["route=a"]
+@pytest.mark.parametrize("step", [60, 300, 600, 3600])
+def test_rollups_and_raw_points_agree(loaded, step):
+    # start on an hour boundary -> the 1-minute, 5-minute or hourly aggregates (as stored when the
+    # step is their resolution, grouped per step otherwise); start 1 s later -> raw points.
+    for agg in ("avg", "min", "max", "sum", "count"):
+        for group_by in ([], ["dc"]):
+            rolled = loaded.query(
+                "http_latency", start=T0, end=T0 + 7200, step_s=step, aggregation=agg, group_by=group_by
             )
-        )
-        raw = loaded.query(
-            "http_latency", start=T0 + 1, end=T0 + 1801, step_s=600, aggregation=agg, matchers=["route=a"]
-        )
-        assert [x.value for s in raw for x in s.samples] == [v for s in rolled.values() for _, v in s]
+            raw = loaded.query(
+                "http_latency",
+                start=T0 + 1,
+                end=T0 + 7201,
+                step_s=step,
+                aggregation=agg,
+                group_by=group_by,
+            )
+            assert len(rolled) == len(raw) == (1 if group_by else 2)
+            for r, w in zip(rolled, raw, strict=True):
+                assert r.labels == w.labels
+                assert [round(x.time.seconds - T0) for x in r.samples] == list(range(0, 7200, step))
+                assert [x.value for x in r.samples] == pytest.approx([x.value for x in w.samples])
+
+
+def test_max_per_ten_minutes(loaded):
     assert _values(
         loaded.query(
             "http_latency", start=T0, end=T0 + 1200, step_s=600, aggregation="max", matchers=["route=a"]
@@ -84,6 +97,10 @@ def test_quantile_rate_and_regex_matchers(loaded):
         "http_latency", start=T0, end=T0 + 1800, step_s=600, aggregation="rate", matchers=["route!~a"]
     )
     assert [round(x.value, 6) for x in rate[0].samples] == [round(100 / 600, 6)] * 2
+    rate = loaded.query(  # step = the 5-minute aggregates' resolution: their last values as stored
+        "http_latency", start=T0, end=T0 + 1800, step_s=300, aggregation="rate", matchers=["route=b"]
+    )
+    assert [round(x.value, 6) for x in rate[0].samples] == [round(50 / 300, 6)] * 5
 
 
 def test_paging_by_series(loaded):

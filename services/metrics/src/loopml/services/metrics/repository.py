@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -15,7 +17,7 @@ from loopml.runtime.db import Database
 from loopml.services.metrics import storage as t
 from loopml.services.metrics.core.model import Feedback, Point, PredictionRecord
 
-ROLLUP_RESOLUTIONS = (60, 3600)
+ROLLUP_RESOLUTIONS = (60, 300, 3600)
 _DUMPS = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
 
 
@@ -40,6 +42,30 @@ class Repository:
     def __init__(self, database: Database, codec: RecordCodec | None = None):
         self.db = database
         self.codec = codec
+        self._reading: ContextVar = ContextVar(f"metrics-reading-{id(self)}", default=None)
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """The metric-point reads inside the block share one session (one pooled connection and
+        transaction): a query's several reads pay for one checkout and commit, not one each."""
+        if self._reading.get() is not None:
+            yield
+            return
+        with self.db.session() as session:
+            token = self._reading.set(session)
+            try:
+                yield
+            finally:
+                self._reading.reset(token)
+
+    @contextmanager
+    def _session(self):
+        shared = self._reading.get()
+        if shared is not None:
+            yield shared
+        else:
+            with self.db.session() as session:
+                yield session
 
     # -- dialect helpers --------------------------------------------------------------------
     def _insert(self, table: sa.Table):
@@ -154,12 +180,12 @@ class Repository:
             session.execute(stmt, values[i : i + 2000])
 
     def series_of(self, name: str) -> list[tuple[int, dict[str, str]]]:
-        with self.db.session() as s:
+        with self._session() as s:
             rows = s.execute(sa.select(t.series.c.id, t.series.c.labels_key).where(t.series.c.name == name))
             return [(sid, json.loads(key)) for sid, key in rows]
 
     def metric_exists(self, name: str) -> bool:
-        with self.db.session() as s:
+        with self._session() as s:
             return (
                 s.execute(sa.select(t.series.c.id).where(t.series.c.name == name).limit(1)).first()
                 is not None
@@ -183,7 +209,7 @@ class Repository:
             .where(c.series_id.in_(list(series_ids)), c.ts >= start, c.ts < end)
             .group_by(c.series_id, bucket)
         )
-        with self.db.session() as s:
+        with self._session() as s:
             return [(sid, int(b), float(v)) for sid, b, v in s.execute(stmt).all()]
 
     def raw_values(
@@ -195,7 +221,7 @@ class Repository:
             .where(c.series_id.in_(list(series_ids)), c.ts >= start, c.ts < end)
             .order_by(c.ts)
         )
-        with self.db.session() as s:
+        with self._session() as s:
             return [tuple(r) for r in s.execute(stmt).all()]
 
     def aggregate_rollups(
@@ -207,32 +233,41 @@ class Repository:
         step: float,
         with_last: bool = False,
     ) -> list[tuple[int, int, int, float, float, float, float, float]]:
-        """Per (series, step): count, sum, min, max, and (with_last) the last value with its time."""
+        """Per (series, step index): count, sum, min, max, and (with_last) the last value with its
+        time. A step equal to the resolution reads the aggregates as stored (no grouping)."""
         c = t.rollups.c
-        bucket = sa.cast(sa.func.floor((c.bucket - start) / step), sa.BigInteger).label("b")
+        where = (
+            c.series_id.in_(list(series_ids)),
+            c.resolution == resolution,
+            c.bucket >= start,
+            c.bucket < end,
+        )
+        bucket = sa.cast(sa.func.floor((c.bucket - start) / step), sa.BigInteger)
+        if step == resolution:
+            stmt = sa.select(c.series_id, bucket, c.count, c.sum, c.min, c.max, c["last"], c.last_ts).where(
+                *where
+            )
+            with self._session() as s:
+                return [
+                    (sid, b, n, sm, mn, mx, last if with_last else 0.0, ts if with_last else 0.0)
+                    for sid, b, n, sm, mn, mx, last, ts in s.execute(stmt).all()
+                ]
+        # sums as floating point: a BIGINT sum is NUMERIC on PostgreSQL, slow to read back
         stmt = (
             sa.select(
                 c.series_id,
-                bucket,
-                sa.func.sum(c.count),
+                bucket.label("b"),
+                sa.cast(sa.func.sum(c.count), sa.Float),
                 sa.func.sum(c.sum),
                 sa.func.min(c.min),
                 sa.func.max(c.max),
-                sa.func.max(c.last_ts),
             )
-            .where(
-                c.series_id.in_(list(series_ids)),
-                c.resolution == resolution,
-                c.bucket >= start,
-                c.bucket < end,
-            )
-            .group_by(c.series_id, bucket)
+            .where(*where)
+            .group_by(c.series_id, sa.literal_column("b"))
         )
-        last_stmt = sa.select(c.series_id, c.bucket, c["last"], c.last_ts).where(
-            c.series_id.in_(list(series_ids)), c.resolution == resolution, c.bucket >= start, c.bucket < end
-        )
-        with self.db.session() as s:
-            rows = [tuple(r) for r in s.execute(stmt).all()]
+        last_stmt = sa.select(c.series_id, c.bucket, c["last"], c.last_ts).where(*where)
+        with self._session() as s:
+            rows = s.execute(stmt).all()
             last: dict[tuple[int, int], tuple[float, float]] = {}
             if rows and with_last:
                 for sid, b, value, ts in s.execute(last_stmt):
@@ -240,8 +275,7 @@ class Repository:
                     if k not in last or ts >= last[k][1]:
                         last[k] = (value, ts)
         return [
-            (sid, int(b), int(n), float(sm), float(mn), float(mx), *last.get((sid, int(b)), (0.0, 0.0)))
-            for sid, b, n, sm, mn, mx, _ in rows
+            (sid, b, int(n), sm, mn, mx, *last.get((sid, b), (0.0, 0.0))) for sid, b, n, sm, mn, mx in rows
         ]
 
     # -- predictions and feedback ------------------------------------------------------------
@@ -440,8 +474,8 @@ class Repository:
             return {
                 "points": session.execute(sa.delete(t.points).where(t.points.c.ts < raw_before)).rowcount,
                 "minute_rollups": session.execute(
-                    sa.delete(t.rollups).where(
-                        t.rollups.c.resolution == 60, t.rollups.c.bucket < minute_before
+                    sa.delete(t.rollups).where(  # the 1- and 5-minute aggregates
+                        t.rollups.c.resolution < 3600, t.rollups.c.bucket < minute_before
                     )
                 ).rowcount,
                 "hour_rollups": session.execute(

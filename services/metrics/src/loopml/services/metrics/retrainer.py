@@ -2,7 +2,10 @@
 inference services.
 
 1. resolve the alias (registry) -> the serving version and its lineage (search, dataset, split);
-2. the original search (trainer GetSearch) and the newest version of its dataset (dataset GetDataset);
+2. the original search (trainer GetSearch) and the data to train on: the newest version of its
+   dataset (dataset GetDataset), or, for RETRAIN_DATA_PREDICTIONS_WITH_FEEDBACK, a new version of
+   that dataset uploaded (dataset SDK) from the model's logged predictions that received feedback:
+   the serving version's input columns, the ground truth under the training label's name;
 3. CreateSearch with the same spec on that dataset version, warm-started from the original search,
    registering under the same model name; wait until it ends;
 4. score the serving and the new version on the same holdout: the test part of the new search's
@@ -14,15 +17,20 @@ inference services.
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import math
 import time
+from collections.abc import Callable
 
+import grpc
 import numpy as np
 
 from loopml.client.base import ServiceClient
 from loopml.client.config import ClientConfig
-from loopml.client.errors import LoopmlClientError
+from loopml.client.datasets import DatasetClient
+from loopml.client.errors import LoopmlClientError, from_rpc_error
 from loopml.common.v1 import metric_pb2, refs_pb2, value_pb2
 from loopml.dataset.v1 import dataset_pb2, dataset_service_pb2
 from loopml.inference.v1 import prediction_service_pb2, prediction_service_pb2_grpc
@@ -36,6 +44,8 @@ from loopml.trainer.v1 import search_pb2, trainer_service_pb2, trainer_service_p
 log = logging.getLogger("loopml.metrics.retrain")
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
 HOLDOUT_ROWS = 5000
+#: gRPC metadata asking inference to answer without recording the prediction.
+NOT_LOGGED = (("loopml-log-prediction", "false"),)
 FINAL = {search_pb2.SEARCH_STATE_SUCCEEDED, search_pb2.SEARCH_STATE_FAILED, search_pb2.SEARCH_STATE_CANCELLED}
 
 
@@ -50,24 +60,38 @@ class _Inference(ServiceClient):
     stub_class = prediction_service_pb2_grpc.PredictionServiceStub
     full_name = "loopml.inference.v1.PredictionService"
 
+    def predict_unlogged(self, request: prediction_service_pb2.PredictRequest):
+        """Predict without inference logging the prediction as live traffic: holdout scoring
+        must not count in the model's online metrics, drift or custom metrics."""
+        try:
+            return self.stub.Predict(request, timeout=self._timeout(None), metadata=NOT_LOGGED)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+
+#: feedback_rows(model_name, input_columns, label) -> {column: cells} of the rows with feedback.
+FeedbackRows = Callable[[str, list[str], str], dict[str, list]]
+
 
 class GrpcRetrainer:
     def __init__(
-        self, config: ClientConfig, catalog: GrpcModelCatalog, timeout_s: float = 3600.0, poll_s: float = 1.0
+        self,
+        config: ClientConfig,
+        catalog: GrpcModelCatalog,
+        feedback_rows: FeedbackRows,
+        timeout_s: float = 3600.0,
+        poll_s: float = 1.0,
     ):
         self._trainer = _Trainer(config)
         self._dataset = _Dataset(config)
+        self._dataset_sdk = DatasetClient(config)  # streaming uploads
         self._inference = _Inference(config)
+        self._feedback_rows = feedback_rows
         self._catalog = catalog
         self._timeout_s = timeout_s
         self._poll_s = poll_s
 
     def retrain(self, request: RetrainRequest) -> RetrainOutcome:
-        if request.data != "newest_dataset_version":
-            raise errors.FailedPrecondition(
-                "retraining on predictions with feedback is not built yet; "
-                "use RETRAIN_DATA_NEWEST_DATASET_VERSION"
-            )
         serving = self._catalog.resolve_alias(request.model_name, request.alias)
         if not serving.search_id or not serving.dataset_id:
             raise errors.FailedPrecondition(
@@ -112,9 +136,14 @@ class GrpcRetrainer:
         original = self._trainer.call(
             "GetSearch", trainer_service_pb2.GetSearchRequest(search_id=serving.search_id)
         ).search
-        newest = self._dataset.call(
+        dataset = self._dataset.call(
             "GetDataset", dataset_service_pb2.GetDatasetRequest(dataset_id=serving.dataset_id)
-        ).version.ref.version
+        )
+        if request.data == "predictions_with_feedback":
+            label = original.spec.label_column or serving.label_column
+            newest = self._upload_feedback(dataset.dataset.name, serving, label, request.alert_id)
+        else:
+            newest = dataset.version.ref.version
         spec = search_pb2.SearchSpec()
         spec.CopyFrom(original.spec)
         spec.dataset.CopyFrom(refs_pb2.DatasetRef(dataset_id=serving.dataset_id, version=newest))
@@ -143,6 +172,28 @@ class GrpcRetrainer:
                     f"search {created.search_id} did not end in {self._timeout_s:.0f}s"
                 )
             time.sleep(self._poll_s)
+
+    def _upload_feedback(self, dataset_name: str, serving, label: str, alert_id: str) -> int:
+        """Upload the model's rows with feedback as a new version of its dataset (JSON Lines,
+        which keeps numbers, strings and booleans apart); returns the version number."""
+        table = self._feedback_rows(serving.model_name, list(serving.inputs), label)
+        rows = len(table[label])
+        names = list(table)
+        lines = (
+            json.dumps(dict(zip(names, map(_json_cell, cells), strict=True)), allow_nan=False)
+            for cells in zip(*table.values(), strict=True)
+        )
+        uploaded = self._dataset_sdk.upload(
+            io.BytesIO("\n".join(lines).encode()),
+            name=dataset_name,
+            description=f"{rows} rows of {serving.model_name} predictions with feedback"
+            + (f", for alert {alert_id}" if alert_id else ""),
+            format="jsonl",
+            label_column=label,
+            tags={"source": "loopml-metrics-feedback", "model": serving.model_name},
+            filename=f"{serving.model_name}-feedback.jsonl",
+        )
+        return uploaded.version.ref.version
 
     def _score_on_holdout(self, search, serving, outcome: RetrainOutcome) -> str:
         """Fill serving_score and candidate_score; returns how they were measured."""
@@ -199,13 +250,10 @@ class GrpcRetrainer:
         """`metric` of one version over the holdout pages, predicted through inference."""
         predicted, probs, classes = [], [], []
         for table in pages:
-            response = self._inference.call(
-                "Predict",
+            response = self._inference.predict_unlogged(
                 prediction_service_pb2.PredictRequest(
-                    model=refs_pb2.ModelRef(name=model, version=version),
-                    inputs=table,
-                    labels={"source": "loopml-retrain-holdout"},
-                ),
+                    model=refs_pb2.ModelRef(name=model, version=version), inputs=table
+                )
             )
             predicted.extend(cv.column(response.predictions, table.row_count))
             classes = [cv.value(v) for v in response.probabilities.class_labels]
@@ -218,6 +266,11 @@ class GrpcRetrainer:
         if value is None:
             raise errors.FailedPrecondition(f"cannot compute {metric} from the predictions")
         return value
+
+
+def _json_cell(value):
+    """Non-finite numbers are missing cells (JSON has no NaN)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _test_score(scores, metric: str) -> float:

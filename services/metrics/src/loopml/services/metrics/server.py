@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from loopml.services.metrics.api import MetricsServiceServicer
 from loopml.services.metrics.core import AlertEvaluator, CoreConfig, MetricsCore
 from loopml.services.metrics.core.drift import Thresholds
 from loopml.services.metrics.jobs import PeriodicJob
+from loopml.services.metrics.lease import LeaderLease
 from loopml.services.metrics.repository import Repository
 from loopml.services.metrics.retrainer import GrpcRetrainer
 from loopml.services.metrics.rules_repository import RulesRepository
@@ -40,14 +44,18 @@ class MetricsDeps:
 
 
 class MetricsServer(ServiceServer):
-    """The runtime's server plus the metrics service's background jobs."""
+    """The runtime's server plus the metrics service's background jobs; `lease` (None when no
+    leader-only job is on) decides whether this replica runs the leader-only ones."""
 
-    def __init__(self, *args, jobs: list[PeriodicJob], **kwargs):
+    def __init__(self, *args, jobs: list[PeriodicJob], lease: LeaderLease | None, **kwargs):
         super().__init__(*args, **kwargs)
         self.jobs = jobs
+        self.lease = lease
 
     def start(self) -> MetricsServer:
         super().start()
+        if self.lease is not None:
+            self.lease.renew()  # a lone replica leads from its first tick
         for job in self.jobs:
             job.start()
         return self
@@ -55,6 +63,8 @@ class MetricsServer(ServiceServer):
     def stop(self, grace: float | None = None) -> None:
         for job in self.jobs:
             job.stop()
+        if self.lease is not None:
+            self.lease.release()
         super().stop(grace)
 
 
@@ -70,7 +80,6 @@ def make_server(settings: MetricsSettings, deps: MetricsDeps | None = None) -> M
     clients = settings.client_config()  # addresses, token, TLS and deadline of outgoing calls
     catalog = deps.catalog or remote.GrpcModelCatalog(clients)
     references = deps.references or remote.GrpcReferenceSource(clients, catalog)
-    retrainer = deps.retrainer or GrpcRetrainer(clients, catalog, settings.retrain_timeout_s)
     config = CoreConfig(
         feedback_window_s=settings.feedback_window_s,
         max_batch_size=settings.max_batch_size,
@@ -82,6 +91,9 @@ def make_server(settings: MetricsSettings, deps: MetricsDeps | None = None) -> M
     core = MetricsCore(
         Repository(database, convert.RecordCodec()), RulesRepository(database), config, catalog, references
     )
+    retrainer = deps.retrainer or GrpcRetrainer(
+        clients, catalog, core.feedback_training_rows, settings.retrain_timeout_s
+    )
     background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="metrics-retrain")
     evaluator = AlertEvaluator(
         core,
@@ -92,11 +104,20 @@ def make_server(settings: MetricsSettings, deps: MetricsDeps | None = None) -> M
         gauges.publish_alert_value,
     )
     servicer = MetricsServiceServicer(core, evaluator, gauges.publish_performance, gauges.publish_drift)
-    jobs = [
-        PeriodicJob("maintenance", settings.maintenance_interval_s, core.run_maintenance),
-        PeriodicJob("alerts", _tick(settings.alert_evaluation_interval_s), evaluator.evaluate_due),
-        PeriodicJob("gauges", settings.gauge_refresh_interval_s, lambda: refresh_gauges(core)),
-    ]
+    # Side effects (retention deletes, webhooks, retrainings) happen on the leader only; the
+    # gauges are computed by every replica, as each one's /metrics is scraped on its own.
+    lease = None
+    jobs = [PeriodicJob("gauges", settings.gauge_refresh_interval_s, lambda: refresh_gauges(core))]
+    if settings.maintenance_interval_s > 0 or settings.alert_evaluation_interval_s > 0:
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        lease = LeaderLease(database, owner, settings.leader_lease_s)
+        jobs += [
+            PeriodicJob("leader-lease", settings.leader_lease_s / 3, lease.renew),
+            PeriodicJob("maintenance", settings.maintenance_interval_s, core.run_maintenance, lease.held),
+            PeriodicJob(
+                "alerts", _tick(settings.alert_evaluation_interval_s), evaluator.evaluate_due, lease.held
+            ),
+        ]
     return MetricsServer(
         settings,
         [
@@ -107,6 +128,7 @@ def make_server(settings: MetricsSettings, deps: MetricsDeps | None = None) -> M
         probes={"database": database.check, "object_store": store.check},
         on_stop=[lambda: background.shutdown(wait=False, cancel_futures=True), database.dispose],
         jobs=jobs,
+        lease=lease,
     )
 
 

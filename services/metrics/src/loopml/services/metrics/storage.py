@@ -120,3 +120,14 @@ alerts = sa.Table(
     sa.Column("action_results", sa.Text, nullable=False),  # JSON list
     sa.Index("ix_metrics_alerts_rule_state", "rule_id", "state"),
 )
+
+#: Leadership of the background jobs among replicas: one row per lease, held by `owner` until
+#: `expires_at` (database clock), renewed by the holder, taken over by another once expired.
+leases = sa.Table(
+    "metrics_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("acquired_at", sa.Float, nullable=False),
+)

@@ -66,9 +66,11 @@ class AlertEvaluator:
                 raise InvalidArgument(
                     "rule.drift.feature", f"model {known.model_name!r} has no input {target.feature!r}"
                 )
-        for action in rule.actions:
+        for i, action in enumerate(rule.actions):
             if action.kind == "retrain":
                 self.core.known_fields(action.model.name)
+                if action.data == "predictions_with_feedback":
+                    self._check_feedback_retrain(action, f"rule.actions[{i}].retrain")
         rule = replace(rule, rule_id=uuid.uuid4().hex, state=al.INACTIVE, create_time=self.core.clock())
         self.rules.add_rule(rule)
         return rule
@@ -91,6 +93,28 @@ class AlertEvaluator:
                 raise InvalidArgument(
                     f"rule.metric.matchers[{i}].label", f"metric {target.name!r} has no label {m.label!r}"
                 )
+
+    def _check_feedback_retrain(self, action: al.Action, field: str) -> None:
+        """A dataset built from feedback needs the serving version's inputs and label column, and
+        a search and dataset in its lineage (warm start, new dataset version): from the registry."""
+        if self.core.catalog is None:
+            raise InvalidArgument(f"{field}.data", "retraining on feedback needs the registry")
+        model, alias = action.model.name, action.model.effective_alias or "production"
+        try:
+            serving = self.core.catalog.resolve_alias(model, alias)
+        except NotFound:
+            raise InvalidArgument(f"{field}.model", f"model {model!r} has no alias {alias!r}") from None
+        if not serving.label_column or not serving.inputs:
+            raise InvalidArgument(
+                f"{field}.data",
+                f"{model} v{serving.version} records no input columns or label column to build "
+                "a training table from feedback",
+            )
+        if not serving.search_id or not serving.dataset_id:
+            raise InvalidArgument(
+                f"{field}.model",
+                f"{model} v{serving.version} has no search and dataset in its lineage to retrain from",
+            )
 
     # -- evaluation -----------------------------------------------------------------------
     def evaluate_due(self) -> int:

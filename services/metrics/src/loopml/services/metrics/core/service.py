@@ -18,7 +18,15 @@ from loopml.runtime.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from loopml.services.metrics.core import builtin, custom, drift, fields, performance, timeseries
+from loopml.services.metrics.core import (
+    builtin,
+    custom,
+    drift,
+    feedback_data,
+    fields,
+    performance,
+    timeseries,
+)
 from loopml.services.metrics.core.model import (
     Feedback,
     FeedbackResult,
@@ -264,6 +272,12 @@ class MetricsCore:
         if not version:
             raise NotFound("model version", f"{model_name}@production")
         return version
+
+    def feedback_training_rows(self, model_name: str, columns: list[str], label: str) -> dict[str, list]:
+        """Every kept prediction row of the model (any version) that received feedback: the
+        input `columns` and the actual value under `label`. FailedPrecondition when none has."""
+        records = self.repo.predictions_in(0.0, self.clock() + 1.0, model_name, with_feedback=True)
+        return feedback_data.labelled_rows(records, columns, label)
 
     # -- custom metrics -------------------------------------------------------------------
     def known_fields(self, model_name: str) -> fields.KnownFields:

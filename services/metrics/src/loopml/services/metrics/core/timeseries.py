@@ -1,9 +1,10 @@
 """QueryMetrics over stored points: series selection by matchers, then per-step aggregation.
 
-Where the data comes from: a step that is a whole number of hours (minutes) over a range that
-starts on an hour (minute) boundary reads the per-hour (per-minute) aggregates kept at ingest,
-which also survive the raw points' retention; anything else, and every QUANTILE, reads the raw
-points. SUM/AVG/MIN/MAX/COUNT are computed by the database; RATE and QUANTILE here.
+Where the data comes from: the coarsest aggregate kept at ingest (per hour, per 5 minutes, per
+minute) whose resolution divides the step and the range's start: those also survive the raw
+points' retention, and a step equal to the resolution reads its rows as stored. Anything else,
+and every QUANTILE, reads the raw points. SUM/AVG/MIN/MAX/COUNT are computed by the database;
+RATE and QUANTILE here.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def matches(labels: dict[str, str], matchers: tuple[Matcher, ...]) -> bool:
 
 def query_points(repo: Repository, q: Query) -> list[Series]:
     """Every series of the (recorded) metric `q.name` matching the query, aggregated per step."""
+    with repo.reading():  # the series and their values in one session
+        return _query_points(repo, q)
+
+
+def _query_points(repo: Repository, q: Query) -> list[Series]:
     every = repo.series_of(q.name)
     if not every:
         raise NotFound("metric", q.name)
@@ -90,7 +96,7 @@ def query_points(repo: Repository, q: Query) -> list[Series]:
 
 
 def _rollup_resolution(q: Query) -> int | None:
-    for res in (3600, 60):
+    for res in (3600, 300, 60):
         if q.step % res == 0 and q.start % res == 0:
             return res
     return None
@@ -128,24 +134,30 @@ def _from_rollups(repo, q: Query, ids, group_of, resolution) -> dict[tuple, dict
     rows = repo.aggregate_rollups(ids, resolution, q.start, q.end, q.step, with_last=fn == "rate")
     if fn == "rate":
         return _rate_from_lasts(q, rows, group_of)
-    acc: dict[tuple, dict[int, list[float]]] = defaultdict(dict)
-    for sid, b, n, s, mn, mx, _last, _ts in rows:
-        cur = acc[group_of[sid]].get(b)
-        if cur is None:
-            acc[group_of[sid]][b] = [n, s, mn, mx]
-        else:
-            cur[0] += n
-            cur[1] += s
-            cur[2] = min(cur[2], mn)
-            cur[3] = max(cur[3], mx)
-    pick = {
-        "sum": lambda a: a[1],
-        "avg": lambda a: a[1] / a[0],
-        "min": lambda a: a[2],
-        "max": lambda a: a[3],
-        "count": lambda a: float(a[0]),
-    }[fn]
-    return {g: {b: pick(a) for b, a in steps.items()} for g, steps in acc.items()}
+    if not rows:
+        return {}
+    # Vectorised over the (series, step) rows: combine them per (group, step), then pick.
+    table = np.asarray([r[:6] for r in rows], dtype=float)
+    groups = sorted(set(group_of.values()))
+    index = {g: i for i, g in enumerate(groups)}
+    series_ids, where = np.unique(table[:, 0].astype(np.int64), return_inverse=True)
+    group = np.asarray([index[group_of[int(sid)]] for sid in series_ids])[where]
+    steps = table[:, 1].astype(np.int64)
+    width = int(steps.max()) + 1
+    keys, at = np.unique(group * width + steps, return_inverse=True)
+    if fn in ("min", "max"):
+        value = np.full(len(keys), np.inf if fn == "min" else -np.inf)
+        (np.minimum if fn == "min" else np.maximum).at(value, at, table[:, 4 if fn == "min" else 5])
+    else:
+        count = np.bincount(at, weights=table[:, 2])
+        total = np.bincount(at, weights=table[:, 3])
+        value = {"sum": total, "count": count, "avg": total / count}[fn]  # every row counts >= 1
+    key_group, key_step = np.divmod(keys, width)
+    out: dict[tuple, dict[int, float]] = {}
+    for i, g in enumerate(groups):
+        mine = key_group == i
+        out[g] = dict(zip(key_step[mine].tolist(), value[mine].tolist(), strict=True))
+    return out
 
 
 def _rate_from_lasts(q: Query, rows, group_of) -> dict[tuple, dict[int, float]]:
