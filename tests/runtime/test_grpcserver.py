@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import grpc
 import pytest
@@ -15,6 +16,8 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from loopml.runtime import errors
 from loopml.runtime.grpcserver import ServiceRegistration, ServiceServer
@@ -61,7 +64,9 @@ def _register(behaviour: EchoBehaviour):
                     SERVICE,
                     {
                         "Echo": grpc.unary_unary_rpc_method_handler(behaviour.echo, _identity, _identity),
-                        "Chunks": grpc.unary_stream_rpc_method_handler(behaviour.chunks, _identity, _identity),
+                        "Chunks": grpc.unary_stream_rpc_method_handler(
+                            behaviour.chunks, _identity, _identity
+                        ),
                     },
                 ),
             )
@@ -100,7 +105,8 @@ def served(tmp_path):
 
 
 def _echo(channel, payload: bytes, metadata=()):
-    return channel.unary_unary(f"/{SERVICE}/Echo", _identity, _identity)(payload, timeout=10, metadata=metadata)
+    echo = channel.unary_unary(f"/{SERVICE}/Echo", _identity, _identity)
+    return echo(payload, timeout=10, metadata=metadata)
 
 
 def _status(error: grpc.RpcError):
@@ -113,6 +119,64 @@ def test_ok_call_carries_a_request_id(served):
     assert response == b"hi"
     request_id = dict(call.trailing_metadata())["x-request-id"]
     assert len(request_id) == 32
+
+
+def test_every_call_gets_its_own_request_id(served):
+    _, channel, _, _ = served()
+    echo = channel.unary_unary(f"/{SERVICE}/Echo", _identity, _identity)
+    _, given = echo.with_call(b"hi", timeout=5, metadata=[("x-request-id", "abc-123")])
+    ids = [dict(echo.with_call(b"hi", timeout=5)[1].trailing_metadata())["x-request-id"] for _ in range(3)]
+    assert dict(given.trailing_metadata())["x-request-id"] == "abc-123"
+    assert len(set(ids)) == 3 and "abc-123" not in ids
+    assert all(uuid.UUID(request_id).version == 4 for request_id in ids)
+
+
+def test_a_stream_carries_a_request_id(served):
+    _, channel, _, _ = served()
+    stream = channel.unary_stream(f"/{SERVICE}/Chunks", _identity, _identity)(
+        b"", timeout=5, metadata=[("x-request-id", "stream-7")]
+    )
+    assert list(stream) == [b"first", b"second"]
+    assert dict(stream.trailing_metadata())["x-request-id"] == "stream-7"
+
+
+def _handled(method: str, code: str) -> float:
+    """The server's `loopml_grpc_server_handled_total` for one method and status, as scraped."""
+    for family in text_string_to_metric_families(generate_latest().decode()):
+        for sample in family.samples:
+            if sample.name == "loopml_grpc_server_handled_total" and sample.labels == {
+                "grpc_service": SERVICE, "grpc_method": method, "grpc_code": code,
+            }:
+                return sample.value
+    return 0.0
+
+
+def _timed(method: str) -> float:
+    for family in text_string_to_metric_families(generate_latest().decode()):
+        for sample in family.samples:
+            if sample.name == "loopml_grpc_server_handling_seconds_count" and sample.labels == {
+                "grpc_service": SERVICE, "grpc_method": method,
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_calls_are_counted_by_method_and_status(served):
+    _, channel, _, _ = served()
+    before = {code: _handled("Echo", code) for code in ("OK", "NOT_FOUND", "INTERNAL")}
+    timed, streamed = _timed("Echo"), _handled("Chunks", "FAILED_PRECONDITION")
+    for payload in (b"a", b"missing", b"b", b"crash", b"c"):
+        try:
+            _echo(channel, payload)
+        except grpc.RpcError:
+            pass
+    with pytest.raises(grpc.RpcError):
+        list(channel.unary_stream(f"/{SERVICE}/Chunks", _identity, _identity)(b"fail-midway", timeout=5))
+    assert _handled("Echo", "OK") == before["OK"] + 3
+    assert _handled("Echo", "NOT_FOUND") == before["NOT_FOUND"] + 1
+    assert _handled("Echo", "INTERNAL") == before["INTERNAL"] + 1
+    assert _timed("Echo") == timed + 5
+    assert _handled("Chunks", "FAILED_PRECONDITION") == streamed + 1
 
 
 def test_client_request_id_is_kept(served):
@@ -221,6 +285,23 @@ def test_token_required_when_configured(served):
     assert _echo(channel, b"hi", metadata=[("authorization", "Bearer other")]) == b"hi"
     # health stays open without a token
     assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_each_call_is_judged_by_its_own_token(served):
+    _, channel, _, _ = served(auth_tokens="read:r-token,admin:a-token")
+    refused_before, ok_before = _handled("Echo", "PERMISSION_DENIED"), _handled("Echo", "OK")
+    for _ in range(2):  # the same method, alternating tokens: no answer sticks to the method
+        with pytest.raises(grpc.RpcError) as caught:
+            _echo(channel, b"hi", metadata=[("authorization", "Bearer r-token")])
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "role 'read' may not call Echo; it needs admin" in caught.value.details()
+        assert _echo(channel, b"hi", metadata=[("authorization", "Bearer a-token")]) == b"hi"
+        with pytest.raises(grpc.RpcError) as caught:
+            _echo(channel, b"hi")
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # refused calls never reach the servicer and are not counted as handled
+    assert _handled("Echo", "PERMISSION_DENIED") == refused_before
+    assert _handled("Echo", "OK") == ok_before + 2
 
 
 def test_stop_drains_in_flight_calls_and_goes_not_serving(served):

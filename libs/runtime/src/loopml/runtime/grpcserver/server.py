@@ -21,11 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from loopml.runtime.grpcserver.health import HealthMonitor, Probe
-from loopml.runtime.grpcserver.interceptors import (
-    BearerTokenInterceptor,
-    CallInterceptor,
-    UploadLimitInterceptor,
-)
+from loopml.runtime.grpcserver.interceptors import CallInterceptor
 from loopml.runtime.settings import ServiceSettings
 
 log = logging.getLogger("loopml.server")
@@ -82,15 +78,9 @@ class ServiceServer:
         self.health = HealthMonitor(
             [r.full_name for r in self._registrations], probes or {}, settings.health_interval_s
         )
-        interceptors: list[grpc.ServerInterceptor] = []
-        tokens = settings.token_roles()
-        if tokens:
-            interceptors.append(BearerTokenInterceptor(tokens))
-        interceptors.append(CallInterceptor())
-        interceptors.append(UploadLimitInterceptor(settings.max_upload_bytes))
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
-            interceptors=interceptors,
+            interceptors=[CallInterceptor(settings.max_upload_bytes, settings.token_roles())],
             options=[*channel_options(settings.max_message_bytes), ("grpc.so_reuseport", 0)],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
         )
