@@ -115,3 +115,52 @@ def test_client_cancels_while_its_upload_is_being_converted(service):
     with pytest.raises(grpc.FutureCancelledError):
         future.result()
     assert_nothing_left(service)
+
+
+def test_pieces_cut_at_line_ends_keep_every_row(serve, backend, tmp_path):
+    """Small blocks make the upload arrive in many pieces: CRLF line ends, long lines (some cut by
+    a piece's end) and a last line without its line end must come through unchanged."""
+    service = start(serve, backend, tmp_path, read_block_bytes=65536)  # pieces of 256 KiB
+    frame = data.frame(rows=60_000)
+    frame.loc[::2000, "customer_id"] = "C" + "x" * 40_000
+    payload = data.csv_bytes(frame).replace(b"\n", b"\r\n").removesuffix(b"\r\n")
+    v = service.client.upload(io.BytesIO(payload), name="pieces", filename="p.csv").version
+    assert v.row_count == 60_000
+    table = canonical_table(service, v.ref.dataset_id)
+    assert table.column("customer_id").to_pylist() == frame["customer_id"].tolist()
+    assert table.column("income").to_pylist() == frame["income"].tolist()
+    assert table.column("churn").to_pylist() == frame["churn"].tolist()
+    service.client.close()
+
+
+def test_value_that_does_not_fit_in_a_later_piece_widens_the_column(serve, backend, tmp_path):
+    service = start(serve, backend, tmp_path, read_block_bytes=65536)
+    frame = data.frame(rows=60_000)
+    lines = data.csv_bytes(frame).split(b"\n")
+    fields = lines[40_001].split(b",")
+    fields[1] = b"41.5"  # age: integer -> real, far past the first piece
+    lines[40_001] = b",".join(fields)
+    v = service.client.upload(io.BytesIO(b"\n".join(lines)), name="widened", filename="w.csv").version
+    assert {c.name: c.physical_type for c in v.columns}["age"] == "double"
+    ages = canonical_table(service, v.ref.dataset_id).column("age").to_pylist()
+    assert len(ages) == 60_000 and ages[40_000] == 41.5 and ages[0] == float(frame["age"][0])
+    service.client.close()
+
+
+def test_quoted_values_with_line_ends_are_never_cut(serve, backend, tmp_path):
+    """Quoted values holding line ends, some of them long: every row and value
+    must come through unchanged, wherever the upload is cut into pieces and blocks."""
+    service = start(serve, backend, tmp_path, read_block_bytes=65536)  # pieces of 256 KiB
+    frame = data.frame(rows=60_000)
+    frame["note"] = [
+        f"line one of {i}\nline two, with a comma\n" if i % 7 == 0 else f"n{i}" for i in range(60_000)
+    ]
+    frame.loc[::5000, "note"] = "\n".join(['a long quoted "paragraph"'] * 1_500)  # ~40 KB each
+    payload = data.csv_bytes(frame)
+    assert payload.count(b"\n") > 60_001 + 60_000 // 7  # line ends inside values
+    v = service.client.upload(io.BytesIO(payload), name="multiline", filename="m.csv").version
+    assert v.row_count == 60_000
+    table = canonical_table(service, v.ref.dataset_id)
+    assert table.column("note").to_pylist() == frame["note"].tolist()
+    assert table.column("customer_id").to_pylist() == frame["customer_id"].tolist()
+    service.client.close()

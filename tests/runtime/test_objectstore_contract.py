@@ -156,6 +156,19 @@ def test_put_accepts_a_binary_file(store: ObjectStore):
     assert store.read_bytes("from-file") == BIG[: 3 * MiB]
 
 
+def test_put_file_stores_a_local_file_under_its_known_digest(harness: Backend, tmp_path):
+    store = harness.store
+    source = tmp_path / "upload.csv"
+    source.write_bytes(BIG[: 2 * MiB])
+    info = store.put_file("datasets/x/original.csv", source, sha256=sha(BIG[: 2 * MiB]))
+    source.unlink()  # the caller's scratch folder goes away; the object stays
+
+    assert (info.key, info.size, info.sha256) == ("datasets/x/original.csv", 2 * MiB, sha(BIG[: 2 * MiB]))
+    assert store.stat("datasets/x/original.csv") == info
+    assert store.read_bytes("datasets/x/original.csv") == BIG[: 2 * MiB]
+    assert harness.debris() == []
+
+
 def test_put_replaces_an_existing_object(store: ObjectStore):
     store.put("k", b"first")
     info = store.put("k", b"second version")

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import BinaryIO
 
 from loopml.runtime.errors import InvalidArgument, NotFound
@@ -76,6 +77,16 @@ class ObjectStore(abc.ABC):
         content_type: str = DEFAULT_CONTENT_TYPE,
     ) -> ObjectInfo:
         """Stream `data` into the object `key` atomically and return what was stored."""
+
+    def put_file(
+        self, key: str, path: Path, *, sha256: str, content_type: str = DEFAULT_CONTENT_TYPE
+    ) -> ObjectInfo:
+        """Store the bytes of the local file `path`, whose `sha256` the caller computed as it wrote
+        the file. The caller must not change the file afterwards: a backend on the same file system
+        may take the file over (a hard link) instead of copying and hashing it again; reads of the
+        object still check the digest. By default a `put` of the file, which checks it."""
+        with open(path, "rb") as f:
+            return self.put(key, f, expected_sha256=sha256, content_type=content_type)
 
     @abc.abstractmethod
     def register_existing(self, key: str, *, expected_sha256: str | None = None) -> ObjectInfo:

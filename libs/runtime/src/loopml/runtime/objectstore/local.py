@@ -12,6 +12,8 @@ sidecar and the data file into place. A reader takes the same lock only to open 
 read its sidecar, so it always gets a matching pair; it streams the bytes after releasing it (an
 open file keeps the old bytes even when a put replaces the object meanwhile). The lock is an
 advisory `fcntl.flock`, so processes sharing the folder (the `loopml up` process tree) also agree.
+`put_file` hard-links the caller's file into `.loopml/tmp` instead of writing a copy (same file
+system; a copy otherwise), fsyncs it and commits it the same way.
 """
 
 from __future__ import annotations
@@ -123,6 +125,37 @@ class LocalObjectStore(ObjectStore):
             for leftover in (tmp_data, tmp_meta):
                 leftover.unlink(missing_ok=True)
         return ObjectInfo(key, size, sha256, self.uri(key), content_type)
+
+    def put_file(
+        self, key: str, path: Path, *, sha256: str, content_type: str = DEFAULT_CONTENT_TYPE
+    ) -> ObjectInfo:
+        """A hard link to `path` (fsynced) with the caller's digest; a copy across file systems."""
+        validate_key(key)
+        expected = normalize_sha256(sha256, "sha256")
+        if not expected:
+            raise InvalidArgument("sha256", "is required")
+        tmp_data = self._temp_path()
+        tmp_meta = tmp_data.with_suffix(".json")
+        try:
+            try:
+                os.link(path, tmp_data)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                return super().put_file(key, path, sha256=expected, content_type=content_type)
+            with open(tmp_data, "rb") as linked:
+                os.fsync(linked.fileno())
+                size = os.fstat(linked.fileno()).st_size
+            _write_json(tmp_meta, {"sha256": expected, "size": size, "content_type": content_type})
+            self._commit(key, tmp_data, tmp_meta)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ResourceExhausted(f"object store folder {self.root} is full: {exc}") from exc
+            raise
+        finally:
+            for leftover in (tmp_data, tmp_meta):
+                leftover.unlink(missing_ok=True)
+        return ObjectInfo(key, size, expected, self.uri(key), content_type)
 
     def _commit(self, key: str, tmp_data: Path, tmp_meta: Path) -> None:
         data_path, meta_path = self._data_path(key), self._meta_path(key)

@@ -139,18 +139,23 @@ class BatchSource:
         return pa.input_stream(str(self.path), compression=compression)
 
     def _csv_reader(self, stream, column_types, use_threads: bool):
-        delimiter = self.csv.delimiter or ("\t" if self.detected.format == DataFormat.TSV else ",")
-        parse = pacsv.ParseOptions(
-            delimiter=delimiter, quote_char=self.csv.quote_char or '"', newlines_in_values=False
-        )
+        parse, convert = self.csv_options(column_types)
         names = self._headerless_names(parse) if self.csv.no_header else None
         read = pacsv.ReadOptions(block_size=self.block_size, use_threads=use_threads, column_names=names)
+        return pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+
+    def csv_options(self, column_types) -> tuple[pacsv.ParseOptions, pacsv.ConvertOptions]:
+        """How CSV and TSV text is split and converted (quoted values may hold line ends)."""
+        delimiter = self.csv.delimiter or ("\t" if self.detected.format == DataFormat.TSV else ",")
+        parse = pacsv.ParseOptions(
+            delimiter=delimiter, quote_char=self.csv.quote_char or '"', newlines_in_values=True
+        )
         convert = pacsv.ConvertOptions(
             null_values=list(self.csv.null_values) or DEFAULT_NULLS,
             strings_can_be_null=True,
             column_types=column_types or {},
         )
-        return pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+        return parse, convert
 
     def _headerless_names(self, parse: pacsv.ParseOptions) -> list[str]:
         """c0, c1, ... for a file without a header row (counted on its first row)."""

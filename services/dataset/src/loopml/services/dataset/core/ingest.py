@@ -1,11 +1,12 @@
 """Turning uploaded bytes into a canonical Parquet file and a profile, in bounded memory.
 
 `Spool.receive` writes the incoming chunks to a temporary file while hashing them and enforcing
-the size limit. Meanwhile `convert_while_receiving`, in a
-worker thread, reads that file as it grows and streams it batch by batch through the reader, a
-ParquetWriter and the profiler, so parsing overlaps the transfer. Whatever that attempt cannot do
-(Parquet, which needs the whole file; a column whose type must be widened; any bad input) is done
-again by `convert` from the complete file, the one path that explains errors by line and column.
+the size limit. Meanwhile `convert_while_receiving`, in a worker thread, reads that file as it
+grows (plain CSV/TSV in pieces parsed on all cores, see `_GrowingSource`) and streams it batch by
+batch through a ParquetWriter and the profiler, so parsing overlaps the transfer. Whatever that
+attempt cannot do (Parquet, which needs the whole file; a column whose type must be widened; any
+bad input) is done again by `convert` from the complete file, the one path that explains errors
+by line and column.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from loopml.runtime.errors import InvalidArgument, ResourceExhausted
@@ -44,6 +46,9 @@ class Spooled:
 #: Bytes the streaming conversion waits for before it detects the format (gzip needs a few
 #: compressed blocks to show 4 KiB of text); an upload that ends sooner is converted from the file.
 STREAM_START_BYTES = 1 << 20
+#: Blocks of plain CSV/TSV parsed at a time while the upload arrives (`read_csv` parses the
+#: blocks of such a piece on all cores).
+PIECE_BLOCKS = 4
 #: Batches that may wait for the profiler (each one block of the file in memory).
 PROFILE_QUEUE = 2
 
@@ -172,23 +177,121 @@ class _GrowingReader:
 
 
 class _GrowingSource(BatchSource):
-    """Batches of a spool that is still being written; it can be read only once."""
+    """Batches of a spool that is still being written; it can be read only once.
+
+    Plain CSV and TSV are cut into pieces of about `PIECE_BLOCKS` blocks at row ends (line ends
+    outside quoted values) and each piece is parsed by the multi-threaded `read_csv`, one piece ahead
+    of the consumer in a helper thread, with the column types the streaming reader infers from the
+    first block. JSON Lines and gzip go through the streaming reader."""
 
     def __init__(self, spool: Spool, detected: Detected, csv: CsvOptions, block_size: int):
         super().__init__(spool.path, detected, csv, block_size)
         self._spool = spool
         self._opened = False
 
-    def _input_stream(self) -> pa.NativeFile:
+    def open(self, column_types: dict[str, pa.DataType] | None = None, *, use_threads: bool = True):
         if self._opened:  # a retry (wider types, a better error) needs the whole file
             raise Abandoned()
         self._opened = True
+        if self.detected.format == DataFormat.JSONL or self.detected.compression == Compression.GZIP:
+            return super().open(column_types, use_threads=use_threads)
+        return self._open_pieces()
+
+    def _input_stream(self) -> pa.NativeFile:
         stream = pa.PythonFile(self._spool.reader(), mode="r")
         return (
             pa.CompressedInputStream(stream, "gzip")
             if self.detected.compression == Compression.GZIP
             else stream
         )
+
+    def _open_pieces(self) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        quote = (self.csv.quote_char or '"').encode()
+        pieces = _Pieces(self._spool.reader(), PIECE_BLOCKS * self.block_size, quote)
+        try:
+            first = pieces.next()
+            parse, convert = self.csv_options(None)
+            schema = pacsv.open_csv(
+                pa.BufferReader(first),
+                read_options=pacsv.ReadOptions(block_size=self.block_size),
+                parse_options=parse,
+                convert_options=convert,
+            ).schema
+        except BaseException:
+            pieces.close()
+            raise
+        quoted_parse, convert = self.csv_options(dict(zip(schema.names, schema.types, strict=True)))
+        # without any quote in a piece, no value can hold a newline: the cheaper block splitting is safe
+        plain_parse = pacsv.ParseOptions(
+            delimiter=quoted_parse.delimiter, quote_char=quoted_parse.quote_char, newlines_in_values=False
+        )
+        names = schema.names
+
+        def parsed(piece: bytes, header: bool) -> pa.Table:
+            read = pacsv.ReadOptions(block_size=self.block_size, column_names=None if header else names)
+            parse = quoted_parse if quote in piece else plain_parse
+            return pacsv.read_csv(
+                pa.BufferReader(piece), read_options=read, parse_options=parse, convert_options=convert
+            )
+
+        def next_table() -> pa.Table | None:
+            piece = pieces.next()
+            return parsed(piece, header=False) if piece else None
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-parse") as pool:
+                    pending = pool.submit(parsed, first, True)
+                    try:
+                        while (table := pending.result()) is not None:
+                            pending = pool.submit(next_table)
+                            yield from table.to_batches()
+                    finally:
+                        pending.cancel()
+            finally:
+                pieces.close()  # after the helper thread has stopped reading
+
+        return schema, batches()
+
+
+class _Pieces:
+    """Consecutive pieces of a growing CSV file, each ending at a row end: a line end with an even
+    number of quote characters before it, so that no quoted value is cut in two (the last piece
+    ends at the end of the file); b"" once everything is read."""
+
+    #: A piece this many times the wanted size without a row end is left to the whole-file reader.
+    MAX_GROWTH = 8
+
+    def __init__(self, reader: _GrowingReader, size: int, quote: bytes):
+        self._reader, self._size, self._quote, self._rest = reader, size, quote, b""
+
+    def next(self) -> bytes:
+        data = self._rest
+        while True:
+            more = self._reader.read(self._size)
+            data += more
+            if len(more) < self._size:  # the file has ended
+                self._rest = b""
+                return data
+            cut = self._row_end(data)
+            if cut:  # else a row longer than a piece: read on
+                self._rest = data[cut:]
+                return data[:cut]
+            if len(data) > self.MAX_GROWTH * self._size:
+                raise Abandoned()  # e.g. an unbalanced quote: the exact reader names the line
+
+    def _row_end(self, data: bytes) -> int:
+        """The end of the last whole row in `data`, which starts at a row start; 0 if none."""
+        cut = data.rfind(b"\n") + 1
+        quotes = data.count(self._quote, 0, cut)
+        while cut and quotes % 2:  # that line end is inside a quoted value: step back a line
+            previous = data.rfind(b"\n", 0, cut - 1) + 1
+            quotes -= data.count(self._quote, previous, cut)
+            cut = previous
+        return cut
+
+    def close(self) -> None:
+        self._reader.close()
 
 
 def convert_while_receiving(

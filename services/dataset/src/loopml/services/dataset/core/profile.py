@@ -69,12 +69,15 @@ class _ColumnStats:
         self.counts: dict | None = {}  # value -> count while at most TRACKED_VALUES values
         self.sketch = np.empty(0, dtype=np.uint64)  # k smallest hashes, once counts is None
 
-    def add(self, array: pa.Array, hashes: np.ndarray) -> None:
-        """A batch of the column, with its cell hashes."""
+    def add(self, array: pa.Array) -> np.ndarray:
+        """A batch of the column; returns its cell hashes (for the row hashes)."""
+        if self.kind == "string" and self.counts is not None:
+            return self._add_few_strings(array)
+        hashes = _hash_column(array)
         missing = array.null_count
         present = self._count(len(array), missing)
         if present == 0:
-            return
+            return hashes
         lo, hi = pc.min_max(array).values()
         self._extremes(lo, hi)
         if self.kind in ("number", "bool"):
@@ -86,6 +89,26 @@ class _ColumnStats:
             self._track(counted.field("values"), counted.field("counts").to_numpy())
         if self.counts is None:
             self._sketch(hashes if missing == 0 else hashes[np.asarray(array.is_valid())])
+        return hashes
+
+    def _add_few_strings(self, array: pa.Array) -> np.ndarray:
+        """A string column still counted exactly: one dictionary encoding gives the counts, and
+        the hashes, lengths and extremes come from its few distinct values."""
+        encoded = pc.dictionary_encode(array)
+        values = encoded.dictionary
+        codes = pc.fill_null(encoded.indices, len(values)).to_numpy()  # len(values): missing
+        hashes = np.append(_hash_column(values), _MISSING_HASH)[codes]
+        missing = array.null_count
+        if self._count(len(array), missing) == 0:
+            return hashes
+        counts = np.bincount(codes, minlength=len(values) + 1)[:-1]
+        lo, hi = pc.min_max(values).values()
+        self._extremes(lo, hi)
+        self.length_sum += int((pc.utf8_length(values).to_numpy() * counts).sum())
+        self._track(values, counts)
+        if self.counts is None:
+            self._sketch(hashes if missing == 0 else hashes[codes < len(values)])
+        return hashes
 
     def _count(self, n: int, missing: int) -> int:
         self.missing += missing
@@ -282,11 +305,11 @@ class Profiler:
         for stats, array in zip(self.columns, batch.columns, strict=True):
             if pa.types.is_dictionary(array.type):
                 array = array.cast(array.type.value_type)
-            hashes = _hash_column(array)
             if pa.types.is_null(array.type):
                 stats._count(len(array), len(array))
+                hashes = _hash_column(array)
             else:
-                stats.add(array, hashes)
+                hashes = stats.add(array)
             with np.errstate(over="ignore"):
                 row_hash = row_hash * np.uint64(1_000_003) + hashes
         self._row_hashes.append(row_hash)

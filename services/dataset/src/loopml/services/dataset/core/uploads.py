@@ -220,9 +220,9 @@ class Uploads:
             self.store.delete_prefix(key_prefix + "/")
         return dataset, stored, created
 
-    def _put_file(self, key: str, path: Path, sha: str | None):
-        with open(path, "rb") as f:
-            return self.store.put(key, f, expected_sha256=sha)
+    def _put_file(self, key: str, path: Path, sha: str):
+        """The file is never written again, so the store may take it over instead of copying it."""
+        return self.store.put_file(key, path, sha256=sha)
 
     def _profile(self, converted: Converted, columns: list[Column], size: int) -> tuple[dict, object]:
         profile = {
