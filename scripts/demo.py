@@ -14,14 +14,14 @@ from pathlib import Path
 from rich.console import Console
 
 from loopml.client.errors import UnimplementedError
-from loopml.client.stack import Stack
+from loopml.client.stack import Stack, free_ports
 
 console = Console()
 
 
 def main() -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="loopml-demo-"))
-    stack = Stack(data_dir, base_port=None)
+    stack = Stack(data_dir, ports=free_ports())  # a throwaway stack: any free ports will do
     console.rule("loopml demo")
     console.print(f"starting the embedded stack (data in {data_dir}) ...")
     started = time.monotonic()

@@ -150,3 +150,18 @@ def test_up_reports_a_service_that_cannot_start(up):
     code = stack.process.wait(timeout=30)
     assert code == 1
     assert "exited with code 2" in stack.output
+
+
+def test_up_names_a_port_that_is_already_taken(tmp_path):
+    base = _five_free_ports()
+    taken = base + SERVICES.index("inference")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        result = subprocess.run(
+            [LOOPML, "up", "--data-dir", str(tmp_path / "data"), "--base-port", str(base)],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"port {taken} (inference) already in use" in " ".join(result.stdout.split())
+    assert not (tmp_path / "data").exists()  # refused before anything started

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,31 @@ class StackError(RuntimeError):
     pass
 
 
+def free_ports(host: str = "127.0.0.1") -> dict[str, int]:
+    """A free port per service, chosen by the operating system (for a throwaway stack, e.g. the
+    demo, which must not depend on the well-known ports being free)."""
+    sockets = []
+    try:
+        for _ in SERVICES:
+            sock = socket.socket()
+            sockets.append(sock)
+            sock.bind((host, 0))
+        return {name: sock.getsockname()[1] for name, sock in zip(SERVICES, sockets, strict=True)}
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 @dataclass
 class RunningService:
     name: str
@@ -36,12 +62,13 @@ class Stack:
     """Starts, health-checks and stops the five service processes."""
 
     def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", base_port: int | None = None,
-                 env: dict[str, str] | None = None, log_dir: Path | None = None):
+                 ports: dict[str, int] | None = None, env: dict[str, str] | None = None,
+                 log_dir: Path | None = None):
         self.data_dir = data_dir
         self.host = host
-        self.ports = (
-            {name: base_port + i for i, name in enumerate(SERVICES)} if base_port else dict(DEFAULT_PORTS)
-        )
+        if ports is None:
+            ports = {name: base_port + i for i, name in enumerate(SERVICES)} if base_port else DEFAULT_PORTS
+        self.ports = dict(ports)
         self.extra_env = dict(env or {})
         self.log_dir = log_dir or data_dir / "logs"
         self.services: list[RunningService] = []
@@ -62,6 +89,11 @@ class Stack:
         missing = [n for n in SERVICES if importlib.util.find_spec(f"loopml.services.{n}") is None]
         if missing:
             raise StackError(f"services not installed in this environment: {', '.join(missing)}")
+        busy = [f"{port} ({name})" for name, port in self.ports.items() if _port_in_use(self.host, port)]
+        if busy:
+            raise StackError(
+                f"port {', '.join(busy)} already in use on {self.host}; choose other ports (--base-port)"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         base_env = self.environment()
@@ -86,9 +118,8 @@ class Stack:
                 for service in self.services:
                     code = service.process.poll()
                     if code is not None:
-                        raise StackError(
-                            f"{service.name} exited with code {code}; see {self.log_dir / (service.name + '.log')}"
-                        )
+                        log = self.log_dir / f"{service.name}.log"
+                        raise StackError(f"{service.name} exited with code {code}; see {log}")
                     status[service.name] = clients[service.name].health(timeout=1.0)
                 if all(s == "SERVING" for s in status.values()):
                     return status
