@@ -90,6 +90,22 @@ class LocalObjectStore(ObjectStore):
     def _temp_path(self) -> Path:
         return self._internal_dir("tmp") / uuid.uuid4().hex
 
+    @contextlib.contextmanager
+    def _staging(self) -> Iterator[tuple[Path, Path]]:
+        """Temporary data and sidecar paths for one put: a full disk becomes ResourceExhausted, and
+        whatever was not committed is removed."""
+        tmp_data = self._temp_path()
+        tmp_meta = tmp_data.with_suffix(".json")
+        try:
+            yield tmp_data, tmp_meta
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ResourceExhausted(f"object store folder {self.root} is full: {exc}") from exc
+            raise
+        finally:
+            for leftover in (tmp_data, tmp_meta):
+                leftover.unlink(missing_ok=True)
+
     # -- writing ---------------------------------------------------------------------------------
 
     def put(
@@ -102,9 +118,7 @@ class LocalObjectStore(ObjectStore):
     ) -> ObjectInfo:
         validate_key(key)
         expected = normalize_sha256(expected_sha256)
-        tmp_data = self._temp_path()
-        tmp_meta = tmp_data.with_suffix(".json")
-        try:
+        with self._staging() as (tmp_data, tmp_meta):
             digest, size = hashlib.sha256(), 0
             with open(tmp_data, "xb") as out:
                 for chunk in iter_chunks(data):
@@ -117,13 +131,6 @@ class LocalObjectStore(ObjectStore):
                 raise digest_mismatch(key, sha256, expected, "expected")
             _write_json(tmp_meta, {"sha256": sha256, "size": size, "content_type": content_type})
             self._commit(key, tmp_data, tmp_meta)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ResourceExhausted(f"object store folder {self.root} is full: {exc}") from exc
-            raise
-        finally:
-            for leftover in (tmp_data, tmp_meta):
-                leftover.unlink(missing_ok=True)
         return ObjectInfo(key, size, sha256, self.uri(key), content_type)
 
     def put_file(
@@ -134,9 +141,7 @@ class LocalObjectStore(ObjectStore):
         expected = normalize_sha256(sha256, "sha256")
         if not expected:
             raise InvalidArgument("sha256", "is required")
-        tmp_data = self._temp_path()
-        tmp_meta = tmp_data.with_suffix(".json")
-        try:
+        with self._staging() as (tmp_data, tmp_meta):
             try:
                 os.link(path, tmp_data)
             except OSError as exc:
@@ -148,13 +153,6 @@ class LocalObjectStore(ObjectStore):
                 size = os.fstat(linked.fileno()).st_size
             _write_json(tmp_meta, {"sha256": expected, "size": size, "content_type": content_type})
             self._commit(key, tmp_data, tmp_meta)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ResourceExhausted(f"object store folder {self.root} is full: {exc}") from exc
-            raise
-        finally:
-            for leftover in (tmp_data, tmp_meta):
-                leftover.unlink(missing_ok=True)
         return ObjectInfo(key, size, expected, self.uri(key), content_type)
 
     def _commit(self, key: str, tmp_data: Path, tmp_meta: Path) -> None:
