@@ -33,6 +33,16 @@ def test_metrics_values_and_directions():
     assert not METRICS["rmse"].fits("binary") and METRICS["f1"].fits("multiclass")
 
 
+def test_label_metrics_honour_sample_weights():
+    y = np.array([0, 1, 1, 0, 1])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
+    heavy_miss = np.array([1.0, 1.0, 5.0, 1.0, 1.0])  # the one missed positive counts five times
+    assert get_metric("recall").compute(y, proba) == pytest.approx(2 / 3)
+    assert get_metric("recall").compute(y, proba, heavy_miss) == pytest.approx(2 / 7)
+    assert get_metric("precision").compute(y, proba, heavy_miss) == pytest.approx(2 / 3)
+    assert get_metric("f1").compute(y, proba, heavy_miss) == pytest.approx(0.4)
+
+
 def test_search_space_is_data_and_samples_through_optuna():
     problem = Problem("binary", "label", {"x": "numeric", "review": "text"}, ["no", "yes"], 100)
     space = TabularTask().space(problem, list(FAMILIES))

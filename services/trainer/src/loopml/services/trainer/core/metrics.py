@@ -49,44 +49,30 @@ def _balanced_accuracy(y, proba, w=None):
     return float(balanced_accuracy_score(y, _labels(proba), sample_weight=w))
 
 
-def _f1(y, proba, w=None):
-    from sklearn.metrics import f1_score
+def _label_score(sklearn_name: str):
+    """A metric over predicted labels (the most probable class), averaged as `_average` says."""
 
-    return float(
-        f1_score(
-            y,
-            _labels(proba),
-            average=_average(y, proba),
-            labels=range(proba.shape[1]),
-            zero_division=0,
-            sample_weight=w,
+    def score(y, proba, w=None):
+        import sklearn.metrics
+
+        scorer = getattr(sklearn.metrics, sklearn_name)
+        return float(
+            scorer(
+                y,
+                _labels(proba),
+                average=_average(y, proba),
+                labels=range(proba.shape[1]),
+                zero_division=0,
+                sample_weight=w,
+            )
         )
-    )
+
+    return score
 
 
-def _precision(y, proba, w=None):
-    from sklearn.metrics import precision_score
-
-    return float(
-        precision_score(
-            y,
-            _labels(proba),
-            average=_average(y, proba),
-            labels=range(proba.shape[1]),
-            zero_division=0,
-            sample_weight=w,
-        )
-    )
-
-
-def _recall(y, proba, w=None):
-    from sklearn.metrics import recall_score
-
-    return float(
-        recall_score(
-            y, _labels(proba), average=_average(y, proba), labels=range(proba.shape[1]), zero_division=0
-        )
-    )
+_f1 = _label_score("f1_score")
+_precision = _label_score("precision_score")
+_recall = _label_score("recall_score")
 
 
 def _roc_auc(y, proba, w=None):
