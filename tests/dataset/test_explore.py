@@ -267,6 +267,11 @@ def test_high_cardinality_columns_use_the_sketch(serve, backend, tmp_path):
         assert abs(col[name].distinct_count - exact) / exact < 0.06
     assert col["code"].top_values[0].value.string_value == "HOT"
     assert col["code"].top_values[0].count == int((frame["code"] == "HOT").sum())
+    # every row is in the sample here: the 20 largest counts, ties in the order of the text
+    ranked = sorted(frame["code"].value_counts().items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+    assert [(t.value.string_value, t.count) for t in col["code"].top_values] == [
+        (v, int(c)) for v, c in ranked
+    ]
     assert col["x"].top_values[0].value.double_value == 7.5
     assert col["x"].top_values[0].count == int((frame["x"] == 7.5).sum())
     assert p.duplicate_row_count == int(frame.duplicated().sum())

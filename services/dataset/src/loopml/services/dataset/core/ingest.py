@@ -321,6 +321,7 @@ class Converted:
     rows: int
     raw: RawProfile
     columns: list[dict]  # per-column stored profile entries (histograms added)
+    sha256: str  # of the Parquet file
 
 
 def convert(source: BatchSource, out_path: Path) -> Converted:
@@ -376,11 +377,15 @@ def _convert_once(source: BatchSource, out_path: Path, overrides: dict) -> Conve
                 writer.close()
     if rows == 0:
         raise InvalidArgument("file", "has a header but no data rows (line 2 is missing)")
-    raw = profiler.finish()
-    columns = [raw.column_dict(s) for s in raw.columns]
-    kinds = {f.name: kind_of(f.type) for f in schema}
-    add_histograms(columns, raw.sample, rows, kinds)
-    return Converted(schema, rows, raw, columns)
+    # The Parquet file is complete: hash it (file reads and hashlib run without the GIL) while
+    # the profile's last step runs beside it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-hash") as hash_pool:
+        parquet_sha256 = hash_pool.submit(file_sha256, out_path)
+        raw = profiler.finish()
+        columns = [raw.column_dict(s) for s in raw.columns]
+        kinds = {f.name: kind_of(f.type) for f in schema}
+        add_histograms(columns, raw.sample, rows, kinds)
+        return Converted(schema, rows, raw, columns, parquet_sha256.result())
 
 
 def _parquet_writer(path: Path, schema: pa.Schema, first: pa.RecordBatch) -> pq.ParquetWriter:

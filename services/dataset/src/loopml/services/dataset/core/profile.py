@@ -17,6 +17,9 @@ counts of columns with at most `TRACKED_VALUES` distinct values. Approximate, fo
 from __future__ import annotations
 
 import hashlib
+import heapq
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -168,23 +171,23 @@ class _ColumnStats:
         """The most frequent values with their counts; estimated from `sample` (counts scaled to the
         column's count) once the column has too many distinct values to count them all."""
         if self.counts is not None:
-            source = self.counts
-        else:
-            values = sample.column(self.name).drop_null()
-            counted = pc.value_counts(values) if len(values) else None
-            scale = self.count / len(values) if len(values) else 0.0
-            source = (
-                {
-                    v: int(round(c * scale))
-                    for v, c in zip(
-                        counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
-                    )
-                }
-                if counted is not None
-                else {}
-            )
-        ranked = sorted(source.items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP_VALUES]
-        return ranked, self.counts is None
+            return _ranked(self.counts.items()), False
+        values = sample.column(self.name).drop_null()
+        if len(values) == 0:
+            return [], True
+        counted = pc.value_counts(values)
+        candidates = counted.field("values")
+        # scaled to the column's count and rounded half to even, as round() does
+        scaled = np.rint(counted.field("counts").to_numpy() * (self.count / len(values))).astype(np.int64)
+        if len(scaled) > TOP_VALUES:  # only values reaching the TOP_VALUES-th largest count can rank
+            keep = np.flatnonzero(scaled >= np.partition(scaled, -TOP_VALUES)[-TOP_VALUES])
+            candidates, scaled = candidates.take(pa.array(keep)), scaled[keep]
+        return _ranked(zip(candidates.to_pylist(), scaled.tolist(), strict=True)), True
+
+
+def _ranked(counts: Iterable[tuple[object, int]]) -> list[tuple[object, int]]:
+    """The TOP_VALUES (value, count) pairs with the largest counts, ties in the order of their text."""
+    return heapq.nsmallest(TOP_VALUES, counts, key=lambda kv: (-kv[1], str(kv[0])))
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -197,6 +200,7 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
 
 _MULTIPLIER = np.uint64(0x100000001B3)
 _MISSING_HASH = np.uint64(0x9E3779B97F4A7C15)
+_UPPER_HALF = np.uint64(1 << 63)
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
@@ -288,7 +292,8 @@ class Profiler:
         self.schema = schema
         self.columns = [_ColumnStats(f.name, f.type) for f in schema]
         self.rows = 0
-        self._row_hashes: list[np.ndarray] = []
+        # row hashes below and from 2**63 (8 bytes per row)
+        self._row_hashes: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         self._rng = np.random.default_rng(_SEED)
         # Sample candidates: batches' rows whose random key was below the threshold, compacted
         # to the SAMPLE_ROWS smallest keys whenever twice as many are pending.
@@ -312,7 +317,9 @@ class Profiler:
                 hashes = stats.add(array)
             with np.errstate(over="ignore"):
                 row_hash = row_hash * np.uint64(1_000_003) + hashes
-        self._row_hashes.append(row_hash)
+        upper = row_hash >= _UPPER_HALF  # equal hashes fall in the same half of the range
+        self._row_hashes[0].append(row_hash[~upper])
+        self._row_hashes[1].append(row_hash[upper])
         self._add_sample(batch)
         self.rows += n
 
@@ -346,12 +353,20 @@ class Profiler:
         return self._pool[0]
 
     def finish(self) -> RawProfile:
-        hashes = np.concatenate(self._row_hashes) if self._row_hashes else np.empty(0, np.uint64)
-        self._row_hashes = []
-        hashes.sort()  # in place: 8 bytes per row, no second copy
-        duplicates = int(np.count_nonzero(hashes[1:] == hashes[:-1])) if len(hashes) else 0
-        del hashes
+        halves, self._row_hashes = self._row_hashes, ([], [])
+        # the two halves are sorted on two cores (numpy sorts without the GIL)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dataset-duplicates") as pool:
+            duplicates = sum(pool.map(_duplicates, halves))
         return RawProfile(self.rows, self.columns, duplicates, self.sample())
+
+
+def _duplicates(parts: list[np.ndarray]) -> int:
+    """How many of the hashes in `parts` equal an earlier one (empties `parts`, whose arrays are
+    freed before the sort)."""
+    hashes = np.concatenate(parts) if parts else np.empty(0, np.uint64)
+    parts.clear()
+    hashes.sort()  # in place: no second copy
+    return int(np.count_nonzero(hashes[1:] == hashes[:-1]))
 
 
 def sample_rows(schema: pa.Schema, batches) -> pa.Table:
@@ -391,7 +406,9 @@ class RawProfile:
             out["std"] = float(np.sqrt(stats.m2 / stats.count))
             values = _as_numbers(self.sample.column(stats.name).combine_chunks(), "number")
             if len(values):
-                out["quantiles"] = [[q, float(np.quantile(values, q))] for q in QUANTILES]
+                out["quantiles"] = [
+                    [q, float(v)] for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)
+                ]
         if stats.kind == "string" and stats.count:
             out["mean_length"] = stats.length_sum / stats.count
         return out

@@ -22,7 +22,6 @@ from loopml.services.dataset.core.ingest import (
     Spool,
     convert,
     convert_while_receiving,
-    file_sha256,
     scratch_dir,
 )
 from loopml.services.dataset.core.model import (
@@ -184,7 +183,7 @@ class Uploads:
                 canonical = self._put_file(
                     f"{key_prefix}/canonical.parquet",
                     work / "canonical.parquet",
-                    file_sha256(work / "canonical.parquet"),
+                    converted.sha256,
                 )
                 version = DatasetVersion(
                     dataset_id="",
