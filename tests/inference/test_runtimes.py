@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from loopml.modelkit import ColumnSpec, ModelBundle
 from loopml.services.inference.core.runtimes import NumericMatrixRuntime, SklearnRuntime, runtime_for
@@ -69,3 +70,30 @@ def test_pipelines_take_the_dataframe_path(bundles):
     assert type(runtime) is SklearnRuntime
     frame = pd.DataFrame(models.rows())
     assert list(runtime.predict(frame).predictions) == list(bundles["classifier"].predict(frame).predictions)
+
+
+def test_xgboost_answers_stay_right_across_threads_batch_sizes_and_refused_requests():
+    """Each thread reuses its own XGBoost input holder between calls: answers of one call never
+    leak into another, and a refused call leaves the thread able to predict."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bundle = models.xgb_classifier()
+    runtime = runtime_for(bundle)
+    frames = [_frame(rows) for rows in (1, 3, 64, 130, 7)]
+    frames[2].iloc[5, 0] = np.nan
+    expected = [bundle.predict(frame).probabilities for frame in frames]
+
+    def predict_all(seed: int) -> list:
+        order = np.random.default_rng(seed).permutation(len(frames))
+        answers = [None] * len(frames)
+        for index in order:
+            with pytest.raises(ValueError):
+                runtime.predict(np.zeros((2, 9), dtype=np.float32))  # wrong width: refused
+            answers[index] = runtime.predict(runtime.prepare(frames[index])).probabilities
+        return answers
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(predict_all, range(8)))
+    for answers in results:
+        for got, want in zip(answers, expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6)

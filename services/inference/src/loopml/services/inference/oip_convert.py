@@ -184,7 +184,7 @@ def _raw(datatype: str, values) -> bytes:
             data = str(value).encode("utf-8")
             parts.append(struct.pack("<I", len(data)) + data)
         return b"".join(parts)
-    return np.ascontiguousarray(np.asarray(values).astype(_RAW_DTYPES[datatype])).tobytes()
+    return np.asarray(values, dtype=_RAW_DTYPES[datatype]).tobytes()  # tobytes copies in C order
 
 
 def requested_outputs(request: oip.ModelInferRequest, bundle: ModelBundle) -> list[str]:

@@ -16,7 +16,6 @@ import os
 import random
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from loopml.runtime.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from loopml.runtime.grpcserver.interceptors import new_request_id  # uuid4().hex, cheaper
 from loopml.services.inference.core import telemetry
 from loopml.services.inference.core.batching import BatchingPolicy
 from loopml.services.inference.core.cache import ArtifactCache
@@ -306,7 +306,7 @@ class ModelManager:
         if omit_probabilities:
             prediction = Prediction(prediction.predictions, None)
         result = PredictResult(
-            request_id or uuid.uuid4().hex, version.name, version.version, prediction, version.bundle, elapsed
+            request_id or new_request_id(), version.name, version.version, prediction, version.bundle, elapsed
         )
         if log and self._log is not None:
             bundle = version.bundle

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
+import threading
 
 import numpy as np
 import pandas as pd
@@ -52,7 +54,12 @@ class DensePredictor:
     `XGBoosterPredictFromDense` (the one `Booster.inplace_predict` calls), with its configuration
     encoded once. `inplace_predict` rebuilds its arguments in Python on every call, about 90 µs
     with the GIL held, a third of a 64-row prediction; the C call itself runs without the GIL.
-    Same output as `inplace_predict(data, iteration_range=(0, iteration_end))`; thread-safe like it."""
+    Same output as `inplace_predict(data, iteration_range=(0, iteration_end))`; thread-safe like it.
+
+    Each thread also keeps its own proxy DMatrix (the C API's optional `m` argument), which the
+    call refills with the request's matrix. Without one, XGBoost builds a new proxy on every call
+    (whose context reads the cgroup CPU quota files from /sys): about 40 µs of the 170 µs a
+    64-row prediction of 100 trees costs."""
 
     def __init__(self, booster, iteration_end: int = 0):
         from xgboost.libpath import find_lib_path
@@ -64,6 +71,8 @@ class DensePredictor:
         self._predict.restype = ctypes.c_int
         self._last_error = library.XGBGetLastError
         self._last_error.restype = ctypes.c_char_p
+        self._library = library
+        self._per_thread = threading.local()  # .proxy: this thread's _ProxyDMatrix
         self._config = json.dumps(
             {
                 "type": 0,  # values (probabilities for classifiers), not margins
@@ -85,21 +94,44 @@ class DensePredictor:
         ).encode()
         shape = ctypes.POINTER(ctypes.c_uint64)()
         dims = ctypes.c_uint64()
-        result = ctypes.POINTER(ctypes.c_float)()
+        result = ctypes.c_void_p()
+        proxy = getattr(self._per_thread, "proxy", None)
+        if proxy is None:
+            proxy = self._per_thread.proxy = _ProxyDMatrix(self._library)
         status = self._predict(
             self._handle,
             interface,
             self._config,
-            None,
+            proxy.handle,
             ctypes.byref(shape),
             ctypes.byref(dims),
             ctypes.byref(result),
         )
         if status != 0:
             raise ValueError(self._last_error().decode(errors="replace"))
-        # The result buffer belongs to the booster (per thread) until its next call: copied now.
-        out_shape = tuple(shape[i] for i in range(dims.value))
-        return np.ctypeslib.as_array(result, shape=out_shape).astype(np.float64)
+        # The result buffer belongs to the booster (per thread) until its next call: copied now
+        # (float32 -> float64). A ctypes array over the buffer is the cheapest view NumPy takes.
+        out_shape = shape[: dims.value]
+        count = math.prod(out_shape)
+        if count == 0:
+            return np.zeros(out_shape)
+        values = np.frombuffer((ctypes.c_float * count).from_address(result.value), dtype=np.float32)
+        return values.astype(np.float64).reshape(out_shape)
+
+
+class _ProxyDMatrix:
+    """An XGBoost proxy DMatrix (data set per call by the predict entry point), freed with its
+    owner thread's storage. `handle` is None where it cannot be created: XGBoost then makes one
+    per call, as without it."""
+
+    def __init__(self, library: ctypes.CDLL):
+        self._free = library.XGDMatrixFree
+        handle = ctypes.c_void_p()
+        self.handle = handle if library.XGProxyDMatrixCreate(ctypes.byref(handle)) == 0 else None
+
+    def __del__(self):
+        if self.handle is not None:
+            self._free(self.handle)
 
 
 class NumericMatrixRuntime(SklearnRuntime):
@@ -139,8 +171,16 @@ class NumericMatrixRuntime(SklearnRuntime):
         output = self._booster.predict(data)
         if self.bundle.task == "regression":
             return Prediction(output)
-        probabilities = np.column_stack([1.0 - output, output]) if output.ndim == 1 else output
+        probabilities = _binary_probabilities(output) if output.ndim == 1 else output
         return Prediction(self._labels[probabilities.argmax(axis=1)], probabilities)
+
+
+def _binary_probabilities(positive: np.ndarray) -> np.ndarray:
+    """[rows, 2]: 1 - p, p (filled in place: half the cost of `np.column_stack`)."""
+    probabilities = np.empty((len(positive), 2))
+    probabilities[:, 1] = positive
+    np.subtract(1.0, positive, out=probabilities[:, 0])
+    return probabilities
 
 
 def _iteration_end(estimator) -> int:
