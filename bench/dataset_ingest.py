@@ -9,8 +9,8 @@ a boolean, free text, a high-cardinality code), then measures on the same machin
   the uploads; every measurement starts with the file in the page cache;
 * UploadDataset end to end (client streams 1 MiB chunks over loopback; the service spools them
   while converting to Parquet and profiling, then stores both copies), with the service in its own
-  process so its peak RSS (VmHWM) and CPU time can be read; the transfer rate (bytes / time until
-  the last chunk was accepted);
+  process so its peak RSS (VmHWM) and CPU time can be read, and the client's CPU time (this
+  process); the transfer rate (bytes / time until the last chunk was accepted);
 * the same against the S3 backend (a moto server, reached through the minio SDK like MinIO).
 
 Prints a JSON record per measurement; --json-out writes them to a file too.
@@ -155,10 +155,12 @@ def measure_upload(path: Path, backend: str, env_extra: dict, workdir: Path) -> 
 
         warm_page_cache(path)
         cpu_before = cpu_seconds(proc.pid)
+        client_cpu_before = time.process_time()  # this process is the client
         start = time.perf_counter()
         result = client.upload(path, name="bench", label_column="label", progress=progress)
         end = time.perf_counter()
         service_cpu = cpu_seconds(proc.pid) - cpu_before
+        client_cpu = time.process_time() - client_cpu_before
         profile_start = time.perf_counter()
         profile = client.profile(result.version.ref.dataset_id)
         profile_fetch = time.perf_counter() - profile_start
@@ -175,6 +177,8 @@ def measure_upload(path: Path, backend: str, env_extra: dict, workdir: Path) -> 
         "rows": result.version.row_count,
         "seconds_end_to_end": round(end - start, 2),
         "service_cpu_seconds": round(service_cpu, 2),
+        "client_cpu_seconds": round(client_cpu, 2),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "seconds_transfer": round(transfer, 2),
         "transfer_mb_per_s": round(size / 1e6 / transfer, 1),
         "end_to_end_mb_per_s": round(size / 1e6 / (end - start), 1),
@@ -229,6 +233,7 @@ def measure_read_csv(path: Path) -> dict:
         "seconds": round(elapsed, 2),
         "cpu_seconds": round(cpu, 2),
         "mb_per_s": round(path.stat().st_size / 1e6 / elapsed, 1),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 

@@ -164,3 +164,20 @@ def test_quoted_values_with_line_ends_are_never_cut(serve, backend, tmp_path):
     assert table.column("note").to_pylist() == frame["note"].tolist()
     assert table.column("customer_id").to_pylist() == frame["customer_id"].tolist()
     service.client.close()
+
+
+def test_rows_longer_than_a_piece_come_through_unchanged(serve, backend, tmp_path):
+    """A few rows (one with quoted line ends) longer than several pieces: every value must come
+    through unchanged, and the rows around them too."""
+    service = start(serve, backend, tmp_path, read_block_bytes=65536)  # pieces of 256 KiB
+    frame = data.frame(rows=60_000)
+    frame["note"] = [f"n{i}" for i in range(60_000)]
+    frame.loc[10_000, "note"] = "y" * 700_000
+    frame.loc[30_000, "note"] = "\n".join(["a quoted line, with a comma"] * 30_000)  # ~840 KB
+    payload = data.csv_bytes(frame)
+    v = service.client.upload(io.BytesIO(payload), name="long-rows", filename="l.csv").version
+    assert v.row_count == 60_000
+    table = canonical_table(service, v.ref.dataset_id)
+    assert table.column("note").to_pylist() == frame["note"].tolist()
+    assert table.column("customer_id").to_pylist() == frame["customer_id"].tolist()
+    service.client.close()

@@ -2,7 +2,7 @@
 
 `Spool.receive` writes the incoming chunks to a temporary file while hashing them and enforcing
 the size limit. Meanwhile `convert_while_receiving`, in a worker thread, reads that file as it
-grows (plain CSV/TSV in pieces parsed on all cores, see `_GrowingSource`) and streams it batch by
+grows (plain CSV/TSV in pieces cut at row ends, see `_GrowingSource`) and streams it batch by
 batch through a ParquetWriter and the profiler, so parsing overlaps the transfer. Whatever that
 attempt cannot do (Parquet, which needs the whole file; a column whose type must be widened; any
 bad input) is done again by `convert` from the complete file, the one path that explains errors
@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -46,11 +47,13 @@ class Spooled:
 #: Bytes the streaming conversion waits for before it detects the format (gzip needs a few
 #: compressed blocks to show 4 KiB of text); an upload that ends sooner is converted from the file.
 STREAM_START_BYTES = 1 << 20
-#: Blocks of plain CSV/TSV parsed at a time while the upload arrives (`read_csv` parses the
-#: blocks of such a piece on all cores).
+#: Blocks of plain CSV/TSV parsed at a time while the upload arrives (by one `read_csv` call that
+#: takes the piece as a single block).
 PIECE_BLOCKS = 4
-#: Batches that may wait for the profiler (each one block of the file in memory).
+#: Batches that may wait for the profiler (each up to one piece of the file in memory).
 PROFILE_QUEUE = 2
+#: Rows of the first batch that decide which columns the Parquet file dictionary-encodes.
+DICTIONARY_PROBE_ROWS = 32_768
 
 
 @contextmanager
@@ -158,6 +161,18 @@ class _GrowingReader:
     def tell(self) -> int:
         return self._position
 
+    def readinto(self, view: memoryview) -> int:
+        """Fill `view` from the spool; fewer bytes than its length only where the upload ends."""
+        filled = 0
+        while filled < len(view):
+            available = self._spool._readable(self._position)
+            if available == 0:
+                break
+            got = self._file.readinto(view[filled : filled + min(available, len(view) - filled)])
+            self._position += got
+            filled += got
+        return filled
+
     def read(self, size: int = -1) -> bytes:
         parts, wanted = [], size if size >= 0 else None
         while wanted is None or wanted > 0:
@@ -180,8 +195,8 @@ class _GrowingSource(BatchSource):
     """Batches of a spool that is still being written; it can be read only once.
 
     Plain CSV and TSV are cut into pieces of about `PIECE_BLOCKS` blocks at row ends (line ends
-    outside quoted values) and each piece is parsed by the multi-threaded `read_csv`, one piece ahead
-    of the consumer in a helper thread, with the column types the streaming reader infers from the
+    outside quoted values), and each piece is parsed by `read_csv` as one block, in a helper thread
+    one piece ahead of the consumer, with the column types the streaming reader infers from the
     first block. JSON Lines and gzip go through the streaming reader."""
 
     def __init__(self, spool: Spool, detected: Detected, csv: CsvOptions, block_size: int):
@@ -212,7 +227,7 @@ class _GrowingSource(BatchSource):
             first = pieces.next()
             parse, convert = self.csv_options(None)
             schema = pacsv.open_csv(
-                pa.BufferReader(first),
+                pa.BufferReader(pa.py_buffer(first)),
                 read_options=pacsv.ReadOptions(block_size=self.block_size),
                 parse_options=parse,
                 convert_options=convert,
@@ -221,26 +236,34 @@ class _GrowingSource(BatchSource):
             pieces.close()
             raise
         quoted_parse, convert = self.csv_options(dict(zip(schema.names, schema.types, strict=True)))
-        # without any quote in a piece, no value can hold a newline: the cheaper block splitting is safe
-        plain_parse = pacsv.ParseOptions(
+        # A piece ends at a row end and is parsed as one block, so read_csv never looks for row
+        # ends itself: the quote-aware search that `newlines_in_values` asks for is not needed
+        # (its parser still reads line ends inside quoted values), and it costs a third of the
+        # parse. One block is parsed on one core; the other runs the transfer, writer and profiler.
+        one_block = pacsv.ParseOptions(
             delimiter=quoted_parse.delimiter, quote_char=quoted_parse.quote_char, newlines_in_values=False
         )
         names = schema.names
 
-        def parsed(piece: bytes, header: bool) -> pa.Table:
-            read = pacsv.ReadOptions(block_size=self.block_size, column_names=None if header else names)
-            parse = quoted_parse if quote in piece else plain_parse
+        def parsed(piece: memoryview, header: bool) -> pa.Table:
+            read = pacsv.ReadOptions(
+                block_size=len(piece) + 1, use_threads=False, column_names=None if header else names
+            )
             return pacsv.read_csv(
-                pa.BufferReader(piece), read_options=read, parse_options=parse, convert_options=convert
+                pa.BufferReader(pa.py_buffer(piece)),
+                read_options=read,
+                parse_options=one_block,
+                convert_options=convert,
             )
 
         def next_table() -> pa.Table | None:
             piece = pieces.next()
-            return parsed(piece, header=False) if piece else None
+            return parsed(piece, header=False) if len(piece) else None
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-parse") as pool:
+                    # one piece at a time: `pieces.next` reuses the buffer of the piece before
                     pending = pool.submit(parsed, first, True)
                     try:
                         while (table := pending.result()) is not None:
@@ -257,33 +280,48 @@ class _GrowingSource(BatchSource):
 class _Pieces:
     """Consecutive pieces of a growing CSV file, each ending at a row end: a line end with an even
     number of quote characters before it, so that no quoted value is cut in two (the last piece
-    ends at the end of the file); b"" once everything is read."""
+    ends at the end of the file); empty once everything is read.
+
+    The file is read straight into one reused buffer, and a piece is a view of it that is valid
+    until the next call (read_csv copies the values it parses, so a parsed table outlives it)."""
 
     #: A piece this many times the wanted size without a row end is left to the whole-file reader.
     MAX_GROWTH = 8
 
     def __init__(self, reader: _GrowingReader, size: int, quote: bytes):
-        self._reader, self._size, self._quote, self._rest = reader, size, quote, b""
+        self._reader, self._size, self._quote = reader, size, quote
+        self._buffer = bytearray(2 * size)
+        self._filled = 0  # bytes of file data in the buffer
+        self._handed = 0  # of which the piece handed out last
 
-    def next(self) -> bytes:
-        data = self._rest
+    def next(self) -> memoryview:
+        rest = self._filled - self._handed
+        if self._handed:  # the rest after the last piece moves to the front
+            self._buffer[:rest] = bytes(memoryview(self._buffer)[self._handed : self._filled])
+        self._filled, self._handed = rest, 0
         while True:
-            more = self._reader.read(self._size)
-            data += more
-            if len(more) < self._size:  # the file has ended
-                self._rest = b""
-                return data
-            cut = self._row_end(data)
+            if len(self._buffer) < self._filled + self._size:  # a row longer than a piece
+                grown = bytearray(2 * len(self._buffer))
+                grown[: self._filled] = memoryview(self._buffer)[: self._filled]
+                self._buffer = grown
+            view = memoryview(self._buffer)
+            more = self._reader.readinto(view[self._filled : self._filled + self._size])
+            self._filled += more
+            if more < self._size:  # the file has ended
+                self._handed = self._filled
+                return view[: self._filled]
+            cut = self._row_end()
             if cut:  # else a row longer than a piece: read on
-                self._rest = data[cut:]
-                return data[:cut]
-            if len(data) > self.MAX_GROWTH * self._size:
+                self._handed = cut
+                return view[:cut]
+            if self._filled > self.MAX_GROWTH * self._size:
                 raise Abandoned()  # e.g. an unbalanced quote: the exact reader names the line
 
-    def _row_end(self, data: bytes) -> int:
-        """The end of the last whole row in `data`, which starts at a row start; 0 if none."""
-        cut = data.rfind(b"\n") + 1
-        quotes = data.count(self._quote, 0, cut)
+    def _row_end(self) -> int:
+        """The end of the last whole row in the buffer, which starts at a row start; 0 if none."""
+        data = self._buffer
+        cut = data.rfind(b"\n", 0, self._filled) + 1
+        quotes = _count(data, cut, self._quote)
         while cut and quotes % 2:  # that line end is inside a quoted value: step back a line
             previous = data.rfind(b"\n", 0, cut - 1) + 1
             quotes -= data.count(self._quote, previous, cut)
@@ -292,6 +330,14 @@ class _Pieces:
 
     def close(self) -> None:
         self._reader.close()
+
+
+def _count(data: bytearray, end: int, quote: bytes) -> int:
+    """How often `quote` occurs in data[:end]; numpy counts a single byte in about half the time of
+    bytes.count."""
+    if len(quote) != 1 or end == 0:
+        return data.count(quote, 0, end)
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8, count=end) == quote[0]))
 
 
 def convert_while_receiving(
@@ -391,11 +437,13 @@ def _convert_once(source: BatchSource, out_path: Path, overrides: dict) -> Conve
 def _parquet_writer(path: Path, schema: pa.Schema, first: pa.RecordBatch) -> pq.ParquetWriter:
     """Snappy pages; dictionary encoding only for the columns with few distinct values in the
     first batch (on a column of mostly distinct values it costs a third of the write time for a
-    larger file, measured on the benchmark's CSV)."""
+    larger file, measured on the benchmark's CSV). Judged on the first `DICTIONARY_PROBE_ROWS` rows:
+    counting distinct values costs a hash table as large as the column's distinct values."""
+    probe = first.slice(0, DICTIONARY_PROBE_ROWS)
     few = [
         field.name
-        for field, column in zip(schema, first.columns, strict=True)
-        if not pa.types.is_null(field.type) and pc.count_distinct(column).as_py() <= first.num_rows // 10
+        for field, column in zip(schema, probe.columns, strict=True)
+        if not pa.types.is_null(field.type) and pc.count_distinct(column).as_py() <= probe.num_rows // 10
     ]
     return pq.ParquetWriter(str(path), schema, compression="snappy", use_dictionary=few)
 

@@ -245,6 +245,9 @@ def _hash_strings(array: pa.Array) -> np.ndarray:
     data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer else np.zeros(1, np.uint8)
     down, up = _power_tables()
     hashes = np.zeros(len(array), dtype=np.uint64)
+    # sums[1 + j]: the prefix sum over the window's first j + 1 bytes, computed in place
+    sums = np.empty(min(_WINDOW, int(offsets[-1] - offsets[0])) + 1, dtype=np.uint64)
+    sums[0] = 0
     start = 0
     with np.errstate(over="ignore"):
         while start < len(array):
@@ -258,8 +261,9 @@ def _hash_strings(array: pa.Array) -> np.ndarray:
                 continue
             stop = min(stop, len(array))
             hi = offsets[stop]
-            sums = np.zeros(hi - lo + 1, dtype=np.uint64)
-            np.cumsum(data[lo:hi] * down[: hi - lo], out=sums[1:])
+            window = sums[1 : hi - lo + 1]
+            np.multiply(data[lo:hi], down[: hi - lo], out=window)
+            np.cumsum(window, out=window)
             relative = offsets[start : stop + 1] - lo
             hashes[start:stop] = (sums[relative[1:]] - sums[relative[:-1]]) * up[relative[:-1]]
             start = stop
