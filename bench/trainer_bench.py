@@ -5,7 +5,11 @@
 
 Every dataset gets one fixed 75/25 split (seed 0, stratified for classification), written to Parquet
 without pandas metadata (the virtualenvs have different pandas versions). loopml runs in this
-virtualenv through the trainer engine (worker processes, SQLite state) with the time budget; FLAML
+virtualenv through the trainer engine (worker processes, SQLite state) with the time budget, on a
+stored split whose train part is the whole train part (without one the trainer keeps 25% aside for
+its holdout metrics), one trial at a time unless --loopml-parallel-trials says more (on the shared
+2-core box two slots gave fewer trials and a worse digits score than one); its result lists the
+ensemble's member families and every trial (family, state, CV score, mean fold fit time). FLAML
 (`flaml[automl]`, time_budget) and AutoGluon (presets='best_quality', time_limit) run through
 bench/trainer_bench_runner.py in their own virtualenvs (`make bench-venvs`), one process per dataset,
 each limited to 2 cores. Test metric: ROC AUC (binary), log loss (multiclass), RMSE (regression).
@@ -101,7 +105,7 @@ def deadline_s(budget: float) -> float:
     return 3 * budget + 240
 
 
-def run_loopml(train, test, label, task, budget) -> dict:
+def run_loopml(train, test, label, task, budget, parallel_trials: int = 1) -> dict:
     from bench.trainer_bench_runner import score
     from loopml.modelkit import load_bundle
     from loopml.services.trainer.core.datasource import FrameDataSource
@@ -111,15 +115,25 @@ def run_loopml(train, test, label, task, budget) -> dict:
     from tests.trainer.helpers import open_engine, wait_final
 
     data = FrameDataSource()
-    data.add("bench", train.reset_index(drop=True), label=label)
+    version = data.add("bench", train.reset_index(drop=True), label=label)
+    # A stored split whose train part is the whole train part: without it the trainer would keep
+    # its own 25% aside for holdout metrics and fit on 75% of the rows FLAML and AutoGluon get.
+    split_id = data.add_split("bench", version, "bench-all-rows", {"train": list(range(len(train)))})
     with tempfile.TemporaryDirectory(prefix="loopml-bench-") as tmp:
         engine = open_engine({"data_dir": Path(tmp)}, data)
-        facade, runner = Trainer(engine), SearchRunner(engine)
+        facade, runner = Trainer(engine), SearchRunner(engine, max_slots=parallel_trials)
         runner.start()
         try:
             started = time.monotonic()
             # the whole train part is searched; the test part below is never seen
-            spec = SearchSpec(dataset_id="bench", time_budget_s=budget, seed=0, task=task)
+            spec = SearchSpec(
+                dataset_id="bench",
+                time_budget_s=budget,
+                seed=0,
+                task=task,
+                split_id=split_id,
+                parallel_trials=parallel_trials,
+            )
             view = facade.create_search(spec)
             done = wait_final(facade, view.search_id, timeout=deadline_s(budget))
             wall = time.monotonic() - started
@@ -127,6 +141,10 @@ def run_loopml(train, test, label, task, budget) -> dict:
             runner.stop()
         if done.result is None:
             return {"error": f"search ended {done.state} without a model", "wall_s": wall}
+        # per trial: family, state, CV score, mean fold fit time (to see where the budget went)
+        trial_log = [
+            [t.family, t.state, t.score, round(t.fit_s, 2)] for t in engine.state.trials(view.search_id)
+        ]
         key = engine.store.key_from_uri(done.result["artifact_uri"])
         bundle = load_bundle(engine.store.read_bytes(key), done.result["artifact_sha256"])
     prediction = bundle.predict(test.drop(columns=[label]))
@@ -137,6 +155,8 @@ def run_loopml(train, test, label, task, budget) -> dict:
         "budget_ratio": wall / budget,
         "winner": done.result["family"],
         "trials": done.progress.completed,
+        "members": [m["family"] for m in done.result["ensemble_members"]],
+        "trial_log": trial_log,
     }
 
 
@@ -234,7 +254,9 @@ def run(args, systems: list[str], out: Path) -> dict:
                 load_before = load_average()
                 try:
                     if system == "loopml":
-                        result = run_loopml(train, test, label, task, args.budget)
+                        result = run_loopml(
+                            train, test, label, task, args.budget, args.loopml_parallel_trials
+                        )
                     else:
                         result = run_foreign(
                             pythons[system], system, train_path, test_path, label, task, args.budget
@@ -383,6 +405,7 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--flaml-python", default=str(DEFAULT_VENVS / "flaml/bin/python"))
     parser.add_argument("--autogluon-python", default=str(DEFAULT_VENVS / "autogluon/bin/python"))
+    parser.add_argument("--loopml-parallel-trials", type=int, default=1, help="loopml's trials at once")
     parser.add_argument("--out", default="trainer-bench.json", help="results, rewritten after every run")
     parser.add_argument("--markdown", default="", help="also write the report's markdown here")
     parser.add_argument(

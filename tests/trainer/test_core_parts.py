@@ -6,14 +6,18 @@ import json
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
+from loopml.services.trainer.core.datasource import FrameDataSource
 from loopml.services.trainer.core.ensemble import select_ensemble
 from loopml.services.trainer.core.evaluate import evaluate, make_folds
-from loopml.services.trainer.core.execution import encode_target
+from loopml.services.trainer.core.execution import encode_target, ensemble_candidates
 from loopml.services.trainer.core.metrics import METRICS, get_metric
 from loopml.services.trainer.core.portfolio import load_portfolio, portfolio_for
 from loopml.services.trainer.core.space import SearchSpace
+from loopml.services.trainer.core.spec import SearchSpec, resolve
+from loopml.services.trainer.core.state import TrialView
 from loopml.services.trainer.core.tasks import Problem, TabularTask
 from loopml.services.trainer.core.tasks.tabular import FAMILIES
 from tests.trainer.helpers import mixed
@@ -119,6 +123,39 @@ def test_caruana_selection_beats_its_members():
     weights, score = select_ensemble({"a": a, "b": b}, y, get_metric("rmse"))
     assert set(weights) == {"a", "b"} and sum(weights.values()) == pytest.approx(1.0)
     assert score < min(get_metric("rmse").compute(y, a), get_metric("rmse").compute(y, b))
+
+
+def test_caruana_weights_give_the_reported_score():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=600)
+    shared = rng.normal(scale=1.5, size=600)  # two weak models whose errors cancel in a blend
+    outputs = {"strong": y + rng.normal(scale=1.0, size=600), "plus": y + shared, "minus": y - shared}
+    rmse = get_metric("rmse")
+    weights, score = select_ensemble(outputs, y, rmse)
+    assert {"plus", "minus"} <= set(weights) and sum(weights.values()) == pytest.approx(1.0)
+    assert score < rmse.compute(y, outputs["strong"])
+    assert score == pytest.approx(rmse.compute(y, sum(w * outputs[k] for k, w in weights.items())))
+
+
+def test_ensemble_library_adds_the_best_of_each_family_below_the_top():
+    def trial(number, family):
+        return TrialView(f"s-t{number}", number, family, {}, "COMPLETE", score=float(number))
+
+    ranked = [trial(n, "xgboost") for n in range(14)] + [trial(14, "knn"), trial(15, "knn"), trial(16, "knn")]
+    library = ensemble_candidates(ranked, best=12, per_family=2)
+    assert [t.number for t in library] == list(range(12)) + [14, 15]
+
+
+@pytest.mark.parametrize("budget_s,folds,holdout", [(60, 0, 0.2), (3600, 3, 0.0), (None, 3, 0.0)])
+def test_default_validation_is_a_holdout_when_the_rows_are_many_for_the_budget(budget_s, folds, holdout):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=25_000)})
+    frame["y"] = frame["x"] * 2.0
+    data = FrameDataSource()
+    data.add("big", frame, label="y")
+    spec = SearchSpec(dataset_id="big", time_budget_s=budget_s, max_trials=0 if budget_s else 5)
+    resolved, _ = resolve(spec, data.describe("big", 0), frame)
+    assert (resolved.cv_folds, resolved.holdout_fraction) == (folds, holdout)
 
 
 def test_portfolio_is_data_covering_every_family_and_task():

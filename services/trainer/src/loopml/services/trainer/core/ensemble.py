@@ -1,5 +1,5 @@
 """Caruana-style ensemble selection: greedy forward selection with replacement over out-of-fold
-predictions, each step adding the member that improves the ensemble's score the most."""
+predictions, each step adding the member that gives the best ensemble score."""
 
 from __future__ import annotations
 
@@ -14,13 +14,17 @@ def select_ensemble(
     candidates: dict[str, np.ndarray],
     y: np.ndarray,
     metric: Metric,
-    rounds: int = 25,
+    rounds: int = 40,
     weights: np.ndarray | None = None,
+    patience: int = 8,
 ) -> tuple[dict[str, float], float]:
     """Weights per candidate (summing to 1) and the ensemble's score on the rows all candidates predict.
 
     `candidates` maps a trial id to its out-of-fold output (probabilities or predictions); `weights`
-    are the rows' sample weights, if any.
+    are the rows' sample weights, if any. A round that does not improve the score does not end the
+    selection at once: adding a member again shifts the weights, which can pay off a few rounds
+    later. The selection ends after `patience` rounds without improvement (or `rounds` in all) and
+    keeps the best ensemble seen.
     """
     ids = list(candidates)
     outputs = [candidates[i] for i in ids]
@@ -32,6 +36,7 @@ def select_ensemble(
     row_weights = None if weights is None else weights[mask]
     sign = 1.0 if metric.higher_is_better else -1.0
     chosen: list[int] = []
+    best_chosen: list[int] = []
     total = np.zeros_like(outputs[0])
     best_score = -np.inf
     for _ in range(rounds):
@@ -41,10 +46,11 @@ def select_ensemble(
             score = sign * metric.compute(target, blend, row_weights)
             if score > step_best:
                 step_best, step_index = score, index
-        if step_best <= best_score and chosen:
-            break  # no member improves the ensemble any more
         chosen.append(step_index)
         total = total + outputs[step_index]
-        best_score = step_best
-    counts = Counter(chosen)
-    return {ids[i]: n / len(chosen) for i, n in counts.items()}, sign * best_score
+        if step_best > best_score:
+            best_score, best_chosen = step_best, list(chosen)
+        elif len(chosen) - len(best_chosen) >= patience:
+            break  # no improvement for a while: keep the best ensemble seen
+    counts = Counter(best_chosen)
+    return {ids[i]: n / len(best_chosen) for i, n in counts.items()}, sign * best_score

@@ -366,6 +366,19 @@ class SlotRun:
             time.sleep(0.2)
 
 
+def ensemble_candidates(ranked: list[TrialView], best: int = 12, per_family: int = 2) -> list[TrialView]:
+    """The library for ensemble selection: the `best` trials (ranked best first), then the best
+    `per_family` trials of each family not among them, so that a family with other errors gets a
+    chance even when one family fills the top of the leaderboard. Best first, as given."""
+    chosen = ranked[:best]
+    taken = Counter(t.family for t in chosen)
+    for trial in ranked[best:]:
+        if taken[trial.family] < per_family:
+            chosen.append(trial)
+            taken[trial.family] += 1
+    return chosen
+
+
 def refit_estimate_s(members: list[TrialView]) -> float:
     """A cautious guess of a refit's time on all training rows, from the members' fold fit times."""
     return sum(m.fit_s for m in members) * 1.5 + 1.0
@@ -419,11 +432,22 @@ class Finalizer:
         # is not expected to end within the budget is passed over for the next one.
         runners_up = complete[:RUNNERS_UP]
         choices = [([t], [1.0], t.score) for t in runners_up]
-        if self.spec.ensemble and not cancelled and len(complete) >= 2:
-            ensemble = self._ensemble(complete[:12], metric)
-            if ensemble is not None:
-                choices.insert(0, ensemble)
         quickest = min(runners_up, key=lambda t: t.fit_s)
+        if self.spec.ensemble and not cancelled and len(complete) >= 2:
+            library = ensemble_candidates(complete)
+            outputs = self._load_oof(library)
+            ensembles = []
+            ensemble = self._ensemble(library, outputs, metric, complete[0].score)
+            while ensemble is not None:
+                ensembles.append(ensemble)
+                time_left_s = self._refit_time_left_s(refit_estimate_s([quickest]))
+                if time_left_s is None or refit_estimate_s(ensemble[0]) <= time_left_s:
+                    break
+                # its refit would not fit the time left: select again without its slowest member
+                slowest = max(ensemble[0], key=lambda t: t.fit_s)
+                library = [t for t in library if t is not slowest]
+                ensemble = self._ensemble(library, outputs, metric, complete[0].score)
+            choices[:0] = ensembles
         result, error = None, ""
         for members, weights, score in choices:  # noqa: B007 - the chosen one is used below
             # keep time for the quickest trial's refit, the last resort, unless this is it
@@ -464,9 +488,10 @@ class Finalizer:
             )
             study._storage.set_trial_state_values(frozen._trial_id, optuna.trial.TrialState.FAIL)
 
-    def _ensemble(self, candidates: list[TrialView], metric):
+    def _load_oof(self, trials: list[TrialView]) -> dict[str, np.ndarray]:
+        """Out-of-fold predictions by trial id."""
         outputs = {}
-        for trial in candidates:
+        for trial in trials:
             try:
                 outputs[trial.trial_id] = np.load(
                     io.BytesIO(self.engine.store.read_bytes(oof_key(self.search_id, trial.number))),
@@ -474,14 +499,26 @@ class Finalizer:
                 )
             except Exception:  # noqa: BLE001 - a missing OOF file only leaves that trial out
                 continue
+        return outputs
+
+    def _refit_time_left_s(self, reserve_s: float) -> float | None:
+        """Seconds a refit may still take within the budget + 5%, keeping `reserve_s`; None: no budget."""
+        row = self.state.row(self.search_id)
+        if row.deadline is None or not self.spec.time_budget_s:
+            return None
+        return row.deadline + 0.05 * self.spec.time_budget_s - 0.5 - reserve_s - time.time()
+
+    def _ensemble(self, candidates: list[TrialView], loaded: dict[str, np.ndarray], metric, to_beat: float):
+        """Ensemble selection over `candidates`: (members, weights, score), or None when no ensemble
+        of two or more beats the score `to_beat` (the best single trial's)."""
+        outputs = {t.trial_id: loaded[t.trial_id] for t in candidates if t.trial_id in loaded}
         if len(outputs) < 2:
             return None
         data = self.worker._data
         weights, score = select_ensemble(outputs, data.y, metric, weights=data.weights)
         if len(weights) < 2:
             return None
-        single = candidates[0].score
-        if not (score > single if metric.higher_is_better else score < single):
+        if not (score > to_beat if metric.higher_is_better else score < to_beat):
             return None
         by_id = {t.trial_id: t for t in candidates}
         members = [by_id[i] for i in weights]
@@ -494,13 +531,12 @@ class Finalizer:
         within_budget: bool = True,
         reserve_s: float = 0.0,
     ):
-        row = self.state.row(self.search_id)
         limit = self.engine.config.default_trial_time_limit_s
-        if within_budget and row.deadline is not None and self.spec.time_budget_s:
-            hard_end = row.deadline + 0.05 * self.spec.time_budget_s - 0.5 - reserve_s
-            if time.time() + refit_estimate_s(members) > hard_end:
+        time_left_s = self._refit_time_left_s(reserve_s) if within_budget else None
+        if time_left_s is not None:
+            if refit_estimate_s(members) > time_left_s:
                 return None, "no time left to refit " + ("the ensemble" if len(members) > 1 else "this trial")
-            limit = max(hard_end - time.time(), 3.0)
+            limit = max(time_left_s, 3.0)
         request = {
             "members": [{"family": m.family, "params": m.params} for m in members],
             "weights": weights,
