@@ -158,12 +158,7 @@ def test_quoted_values_with_line_ends_are_never_cut(serve, backend, tmp_path):
     frame.loc[::5000, "note"] = "\n".join(['a long quoted "paragraph"'] * 1_500)  # ~40 KB each
     payload = data.csv_bytes(frame)
     assert payload.count(b"\n") > 60_001 + 60_000 // 7  # line ends inside values
-    v = service.client.upload(io.BytesIO(payload), name="multiline", filename="m.csv").version
-    assert v.row_count == 60_000
-    table = canonical_table(service, v.ref.dataset_id)
-    assert table.column("note").to_pylist() == frame["note"].tolist()
-    assert table.column("customer_id").to_pylist() == frame["customer_id"].tolist()
-    service.client.close()
+    assert_round_trip(service, frame, payload, name="multiline")
 
 
 def test_rows_longer_than_a_piece_come_through_unchanged(serve, backend, tmp_path):
@@ -174,9 +169,14 @@ def test_rows_longer_than_a_piece_come_through_unchanged(serve, backend, tmp_pat
     frame["note"] = [f"n{i}" for i in range(60_000)]
     frame.loc[10_000, "note"] = "y" * 700_000
     frame.loc[30_000, "note"] = "\n".join(["a quoted line, with a comma"] * 30_000)  # ~840 KB
-    payload = data.csv_bytes(frame)
-    v = service.client.upload(io.BytesIO(payload), name="long-rows", filename="l.csv").version
-    assert v.row_count == 60_000
+    assert_round_trip(service, frame, data.csv_bytes(frame), name="long-rows")
+
+
+def assert_round_trip(service, frame, payload: bytes, name: str) -> None:
+    """Upload `payload` (the CSV of `frame`); the canonical copy must hold every row and the
+    `note` and `customer_id` values unchanged."""
+    v = service.client.upload(io.BytesIO(payload), name=name, filename=f"{name}.csv").version
+    assert v.row_count == len(frame)
     table = canonical_table(service, v.ref.dataset_id)
     assert table.column("note").to_pylist() == frame["note"].tolist()
     assert table.column("customer_id").to_pylist() == frame["customer_id"].tolist()
