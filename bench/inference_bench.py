@@ -328,8 +328,10 @@ def main() -> None:
     if args.serve_trivial:
         serve_trivial(args.serve_trivial)
         return
-    concurrencies = [int(c) for c in args.concurrency.split(",")]
-    points = [(1, c) for c in concurrencies] + [(64, int(c)) for c in args.batch64_concurrency.split(",")]
+    concurrencies = [int(c) for c in args.concurrency.split(",") if c]  # empty: no batch-1 points
+    points = [(1, c) for c in concurrencies] + [
+        (64, int(c)) for c in args.batch64_concurrency.split(",") if c
+    ]
 
     bundle, model = train(args.features, args.trees)
     results: dict = {

@@ -146,13 +146,15 @@ class InferenceServicer(open_inference_pb2_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request, context):
         ref = oip_convert.model_ref(request.model_name, request.model_version)
         batch = oip_convert.input_batch(request)
-        outputs = oip_convert.requested_outputs(request, self._manager.get(ref).bundle)
+        deployment = self._manager.get(ref)
+        outputs = oip_convert.requested_outputs(request, deployment.bundle)
         result = self._manager.predict(
             ref,
             batch,
             request_id=request.id,
             omit_probabilities=oip_convert.PROBABILITIES not in outputs,
             log=log_prediction(context),
+            deployment=deployment,
         )
         return oip_convert.infer_response(request, result, outputs)
 

@@ -60,8 +60,24 @@ _CONTENTS = {
 _SIGNATURE_DATATYPES = {"numeric": "FP64", "integer": "INT64", "boolean": "BOOL"}
 
 
+#: (name, version string) -> ModelRef: every request names its model, and the same ref object
+#: makes the manager's lookups identity hits. Cleared when full (names come from clients).
+_REFS: dict[tuple[str, str], ModelRef] = {}
+_MAX_REFS = 1024
+
+
 def model_ref(name: str, version: str, field: str = "model_name") -> ModelRef:
     """OIP's version string: empty -> alias production, digits -> that version, `latest`, else an alias."""
+    ref = _REFS.get((name, version))
+    if ref is None:
+        ref = _parse_ref(name, version, field)
+        if len(_REFS) >= _MAX_REFS:
+            _REFS.clear()
+        _REFS[(name, version)] = ref
+    return ref
+
+
+def _parse_ref(name: str, version: str, field: str) -> ModelRef:
     if not name:
         raise InvalidArgument(field, "a model name is required")
     if not version:
@@ -126,7 +142,37 @@ def _tensor_values(request: oip.ModelInferRequest, index: int, tensor) -> np.nda
     return values
 
 
+#: numpy dtypes of the raw datatypes a `features` matrix may have (numeric kinds only).
+_MATRIX_DTYPES = {
+    datatype: np.dtype(raw)
+    for datatype, raw in _RAW_DTYPES.items()
+    if _KINDS[datatype] in ("double", "int64")
+}
+
+
+def _raw_matrix(request: oip.ModelInferRequest) -> np.ndarray | None:
+    """The common case in one step: one well-formed `features` tensor in `raw_input_contents`.
+    None for anything else, which the general path checks (and refuses with its messages)."""
+    tensor = request.inputs[0]
+    shape = tensor.shape
+    dtype = _MATRIX_DTYPES.get(tensor.datatype)
+    if dtype is None or tensor.name != MATRIX_INPUT or len(shape) != 2:
+        return None
+    rows, columns = shape
+    raw_contents = request.raw_input_contents
+    if rows < 0 or columns < 0 or len(raw_contents) != 1:
+        return None
+    raw = raw_contents[0]
+    if len(raw) != rows * columns * dtype.itemsize:
+        return None
+    return np.frombuffer(raw, dtype=dtype).reshape(rows, columns)
+
+
 def input_batch(request: oip.ModelInferRequest) -> InputBatch:
+    if len(request.inputs) == 1:
+        matrix = _raw_matrix(request)
+        if matrix is not None:
+            return InputBatch(matrix=matrix)
     inputs = list(request.inputs)
     if not inputs:
         raise InvalidArgument("inputs", "no input tensors")

@@ -87,27 +87,55 @@ def build_frame(specs: Sequence[ColumnSpec], batch: InputBatch, *, keep_matrix: 
     return pd.DataFrame(data, columns=names)
 
 
+#: Per input signature (by identity; the cache keeps the list alive so its id stays its own): what
+#: `_matrix_plan` found, built on first use instead of walking every column spec per request.
+_MATRIX_PLANS: dict[int, tuple[Sequence[ColumnSpec], list[int] | tuple[str, str]]] = {}
+
+
+def _matrix_plan(specs: Sequence[ColumnSpec]) -> list[int] | tuple[str, str]:
+    """The indices of the columns that refuse NaN, or (field, reason) when a column is not numeric."""
+    cached = _MATRIX_PLANS.get(id(specs))
+    if cached is not None and cached[0] is specs:
+        return cached[1]
+    plan: list[int] | tuple[str, str] = []
+    for index, spec in enumerate(specs):
+        if spec.type not in NUMERIC_TYPES:
+            plan = (_field(spec.name), f"a {spec.type} column cannot come in a numeric matrix")
+            break
+        if not spec.nullable:
+            plan.append(index)
+    if len(_MATRIX_PLANS) >= 256:  # models come and go: keep the table small
+        _MATRIX_PLANS.clear()
+    _MATRIX_PLANS[id(specs)] = (specs, plan)
+    return plan
+
+
 def _frame_from_matrix(specs: Sequence[ColumnSpec], matrix: np.ndarray, keep_matrix: bool):
-    names = [s.name for s in specs]
     if matrix.ndim != 2 or matrix.shape[1] != len(specs):
+        names = [s.name for s in specs]
         raise InvalidArgument(
             "inputs.features",
             f"expected shape [rows, {len(specs)}] (columns {names}), got {list(matrix.shape)}",
         )
-    required = []
-    for index, spec in enumerate(specs):
-        if spec.type not in NUMERIC_TYPES:
-            raise InvalidArgument(_field(spec.name), f"a {spec.type} column cannot come in a numeric matrix")
-        if not spec.nullable:
-            required.append(index)
-    if required:
-        nan = np.isnan(matrix[:, required])  # one pass over the columns that forbid NaN
-        if nan.any():
-            row, column = np.argwhere(nan)[0]
-            raise InvalidArgument(
-                _field(specs[required[column]].name), f"row {row}: NaN or missing value not allowed"
-            )
-    return matrix if keep_matrix else pd.DataFrame(matrix, columns=names, copy=False)
+    required = _matrix_plan(specs)
+    if isinstance(required, tuple):
+        raise InvalidArgument(*required)
+    if required and matrix.size:
+        if len(required) == len(specs):
+            # Every column refuses NaN: one reduction (min propagates NaN) before any search.
+            suspect = np.isnan(matrix.min())
+            checked = matrix
+        else:
+            checked = matrix[:, required]
+            suspect = True
+        if suspect:
+            nan = np.isnan(checked)
+            if nan.any():
+                row, column = np.argwhere(nan)[0]
+                raise InvalidArgument(
+                    _field(specs[required[column]].name), f"row {row}: NaN or missing value not allowed"
+                )
+    return matrix if keep_matrix else pd.DataFrame(matrix, columns=[s.name for s in specs], copy=False)
 
 
 def _convert(spec: ColumnSpec, column: InputColumn, row_count: int):

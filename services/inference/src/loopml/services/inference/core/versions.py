@@ -89,7 +89,7 @@ class Deployment:
         self.canary_weight = 0.0
         self.policy = policy
         self.last_used = time.monotonic()
-        self.last_used_time = datetime.now(UTC)
+        self._last_used_epoch = time.time()
         #: The last failed reload: (version, error); cleared by a successful one.
         self.failed: tuple[int, str] | None = None
 
@@ -100,8 +100,13 @@ class Deployment:
         return self.primary
 
     def touch(self) -> None:
+        # Runs on every request: two clock reads; the datetime is built only when asked for.
         self.last_used = time.monotonic()
-        self.last_used_time = datetime.now(UTC)
+        self._last_used_epoch = time.time()
+
+    @property
+    def last_used_time(self) -> datetime:
+        return datetime.fromtimestamp(self._last_used_epoch, UTC)
 
     @property
     def memory_bytes(self) -> int:
