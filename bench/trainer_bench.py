@@ -149,7 +149,16 @@ def run_loopml(train, test, label, task, budget, parallel_trials: int = 1) -> di
         bundle = load_bundle(engine.store.read_bytes(key), done.result["artifact_sha256"])
     prediction = bundle.predict(test.drop(columns=[label]))
     output = prediction.predictions if task == "regression" else prediction.probabilities
+    diagnostics = {}
+    if bundle.params.get("temperature_beta"):  # the same model without its temperature, for comparison
+        uncalibrated = bundle.estimator.estimator.estimator  # DecodedClassifier > TemperatureScaled > model
+        raw = uncalibrated.predict_proba(test.drop(columns=[label]))
+        diagnostics = {
+            "temperature_beta": bundle.params["temperature_beta"],
+            "score_uncalibrated": score(task, test[label], raw, bundle.class_labels),
+        }
     return {
+        **diagnostics,
         "score": score(task, test[label], output, bundle.class_labels),
         "wall_s": wall,
         "budget_ratio": wall / budget,

@@ -60,3 +60,43 @@ class DecodedClassifier(BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+#: Added to probabilities before the log, so a zero probability stays finite.
+LOG_EPS = 1e-12
+
+
+def scaled_probabilities(proba: np.ndarray, beta: float) -> np.ndarray:
+    """softmax(beta * log(p + eps)) row by row: temperature scaling with inverse temperature beta."""
+    logits = beta * np.log(np.asarray(proba, dtype=float) + LOG_EPS)
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class TemperatureScaled(BaseEstimator):
+    """A fitted classifier whose probabilities are rescaled by one inverse temperature `beta`.
+
+    Every row keeps its order of classes, so the predicted labels and ROC AUC do not change; the
+    log loss does (the trainer fits `beta` on out-of-fold probabilities). `classes` orders the
+    probability columns of `estimator`.
+    """
+
+    def __init__(self, estimator, beta: float, classes):
+        self.estimator = estimator
+        self.beta = beta
+        self.classes = classes
+
+    @property
+    def classes_(self):
+        return np.asarray(self.classes)
+
+    def fit(self, X, y=None):  # comes fitted
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        proba = np.asarray(self.estimator.predict_proba(X), dtype=float)
+        return scaled_probabilities(proba / proba.sum(axis=1, keepdims=True), self.beta)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -22,6 +22,7 @@ import pandas as pd
 
 from loopml.modelkit import ColumnSpec, ModelBundle, dump_bundle
 from loopml.modelkit.ensemble import DecodedClassifier
+from loopml.services.trainer.core.calibration import blend, fit_temperature, scaled_probabilities
 from loopml.services.trainer.core.datasource import DataSource
 from loopml.services.trainer.core.ensemble import select_ensemble
 from loopml.services.trainer.core.evaluate import make_folds
@@ -433,11 +434,19 @@ class Finalizer:
         runners_up = complete[:RUNNERS_UP]
         choices = [([t], [1.0], t.score) for t in runners_up]
         quickest = min(runners_up, key=lambda t: t.fit_s)
+        member_betas: dict[str, float] = {}
         if self.spec.ensemble and not cancelled and len(complete) >= 2:
             library = ensemble_candidates(complete)
             outputs = self._load_oof(library)
+            to_beat = complete[0].score
+            if metric.name == "log_loss":  # blend calibrated members (log loss is what it improves)
+                member_betas = self._member_temperatures(outputs)
+                for key, beta in member_betas.items():
+                    outputs[key] = scaled_probabilities(outputs[key], beta)
+                if complete[0].trial_id in member_betas:  # the best single model, calibrated
+                    to_beat = self._oof_score(outputs[complete[0].trial_id], metric)
             ensembles = []
-            ensemble = self._ensemble(library, outputs, metric, complete[0].score)
+            ensemble = self._ensemble(library, outputs, metric, to_beat)
             while ensemble is not None:
                 ensembles.append(ensemble)
                 time_left_s = self._refit_time_left_s(refit_estimate_s([quickest]))
@@ -446,13 +455,14 @@ class Finalizer:
                 # its refit would not fit the time left: select again without its slowest member
                 slowest = max(ensemble[0], key=lambda t: t.fit_s)
                 library = [t for t in library if t is not slowest]
-                ensemble = self._ensemble(library, outputs, metric, complete[0].score)
+                ensemble = self._ensemble(library, outputs, metric, to_beat)
             choices[:0] = ensembles
         result, error = None, ""
         for members, weights, score in choices:  # noqa: B007 - the chosen one is used below
             # keep time for the quickest trial's refit, the last resort, unless this is it
             reserve_s = 0.0 if members == [quickest] else refit_estimate_s([quickest])
-            result, error = self._refit(members, weights, reserve_s=reserve_s)
+            betas = member_betas if len(members) > 1 else {}
+            result, error = self._refit(members, weights, reserve_s=reserve_s, member_betas=betas)
             if result is not None:
                 break
         if result is None and error.startswith(OUT_OF_TIME):
@@ -524,23 +534,64 @@ class Finalizer:
         members = [by_id[i] for i in weights]
         return members, [weights[m.trial_id] for m in members], score
 
+    def _member_temperatures(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        """Per trial id, the inverse temperature of its out-of-fold probabilities (where it pays)."""
+        data = self.worker._data
+        betas = {
+            trial_id: fit_temperature(output, data.y, data.weights) for trial_id, output in outputs.items()
+        }
+        return {trial_id: beta for trial_id, beta in betas.items() if beta is not None}
+
+    def _oof_score(self, output: np.ndarray, metric) -> float:
+        data = self.worker._data
+        rows = ~np.isnan(output if output.ndim == 1 else output[:, 0])
+        weights = None if data.weights is None else data.weights[rows]
+        return metric.compute(data.y[rows], output[rows], weights)
+
+    def _temperature(
+        self, members: list[TrialView], weights: list[float], member_betas: dict[str, float] | None = None
+    ) -> float | None:
+        """The inverse temperature for the classifier's probabilities, fitted on the blended
+        out-of-fold probabilities of `members` (each scaled by its own temperature in
+        `member_betas`, if any); None for regression or when it does not pay."""
+        if self.problem.task == "regression":
+            return None
+        outputs = self._load_oof(members)
+        if len(outputs) != len(members):
+            return None
+        for key, beta in (member_betas or {}).items():
+            if key in outputs:
+                outputs[key] = scaled_probabilities(outputs[key], beta)
+        data = self.worker._data
+        proba = blend([outputs[m.trial_id] for m in members], weights)
+        return fit_temperature(proba, data.y, data.weights)
+
     def _refit(
         self,
         members: list[TrialView],
         weights: list[float],
         within_budget: bool = True,
         reserve_s: float = 0.0,
+        member_betas: dict[str, float] | None = None,
     ):
+        """Refit `members` on all training rows in the refit process, each member's probabilities
+        scaled by its temperature in `member_betas` and the whole by one fitted on their blended
+        out-of-fold probabilities (classification); the result holds that `temperature`."""
         limit = self.engine.config.default_trial_time_limit_s
         time_left_s = self._refit_time_left_s(reserve_s) if within_budget else None
         if time_left_s is not None:
             if refit_estimate_s(members) > time_left_s:
                 return None, "no time left to refit " + ("the ensemble" if len(members) > 1 else "this trial")
             limit = max(time_left_s, 3.0)
+        temperature = self._temperature(members, weights, member_betas)
         request = {
-            "members": [{"family": m.family, "params": m.params} for m in members],
+            "members": [
+                {"family": m.family, "params": m.params, "temperature": (member_betas or {}).get(m.trial_id)}
+                for m in members
+            ],
             "weights": weights,
             "importances": True,
+            "temperature": temperature,
         }
         outcome = self.worker.run(
             "refit",
@@ -551,7 +602,7 @@ class Finalizer:
         )
         if outcome.status != "done":
             return None, str(outcome.value)
-        return outcome.value, ""
+        return {**outcome.value, "temperature": temperature}, ""
 
     def _package(self, members, weights, score, result) -> dict:
         problem, spec = self.problem, self.spec
@@ -568,6 +619,8 @@ class Finalizer:
             ]
         else:
             params.update(members[0].params)
+        if result.get("temperature") is not None:  # probabilities: softmax(temperature_beta * log p)
+            params["temperature_beta"] = result["temperature"]
         test_metrics = result.get("test_metrics", {})
         bundle = ModelBundle(
             estimator=estimator,

@@ -239,7 +239,12 @@ def _run_refit(conn, data: TrialData, request: dict) -> dict:
     fitted = []
     for member in request["members"]:
         estimator = task.build(problem, member["family"], member["params"], data.seed)
-        fitted.append(task.fit(estimator, member["family"], X, data.y, data.weights))
+        estimator = task.fit(estimator, member["family"], X, data.y, data.weights)
+        if member.get("temperature") and problem.task != "regression":  # calibrated before blending
+            from loopml.services.trainer.core.calibration import temperature_scaled
+
+            estimator = temperature_scaled(estimator, member["temperature"], len(problem.classes))
+        fitted.append(estimator)
     if len(fitted) == 1:
         estimator = fitted[0]
     else:
@@ -249,11 +254,17 @@ def _run_refit(conn, data: TrialData, request: dict) -> dict:
             problem.task,
             classes=list(range(len(problem.classes))) if problem.task != "regression" else None,
         )
+    importance_source = estimator
+    if request.get("temperature") and problem.task != "regression":
+        from loopml.services.trainer.core.calibration import temperature_scaled
+
+        estimator = temperature_scaled(estimator, request["temperature"], len(problem.classes))
     result: dict[str, Any] = {"estimator": pickle.dumps(estimator, protocol=5), "test_metrics": {}}
     if data.test_frame is not None and len(data.test_frame):
         output = predict_output(problem, estimator, task.features(problem, data.test_frame))
         names = dict.fromkeys((data.metric,) + REPORTED[problem.task])
         result["test_metrics"] = score_all(problem.task, names, data.test_y, output, data.test_weights)
     if request.get("importances", True):
-        result["importances"] = task.feature_importances(problem, estimator, X, data.y)
+        # the calibration keeps every row's class order, so it cannot change these
+        result["importances"] = task.feature_importances(problem, importance_source, X, data.y)
     return result
