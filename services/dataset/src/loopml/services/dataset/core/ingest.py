@@ -332,12 +332,23 @@ class _Pieces:
         self._reader.close()
 
 
+#: Bytes compared at a time when counting quotes (the comparison's mask stays in the cache).
+_COUNT_STEP = 1 << 20
+
+
 def _count(data: bytearray, end: int, quote: bytes) -> int:
-    """How often `quote` occurs in data[:end]; numpy counts a single byte in about half the time of
-    bytes.count."""
+    """How often `quote` occurs in data[:end]; numpy counts a single byte in about a quarter of the
+    time of bytes.count, a step at a time into one reused mask."""
     if len(quote) != 1 or end == 0:
         return data.count(quote, 0, end)
-    return int(np.count_nonzero(np.frombuffer(data, np.uint8, count=end) == quote[0]))
+    values = np.frombuffer(data, np.uint8, count=end)
+    mask = np.empty(min(end, _COUNT_STEP), dtype=bool)
+    found = 0
+    for start in range(0, end, _COUNT_STEP):
+        part = values[start : start + _COUNT_STEP]
+        np.equal(part, quote[0], out=mask[: len(part)])
+        found += int(np.count_nonzero(mask[: len(part)]))
+    return found
 
 
 def convert_while_receiving(

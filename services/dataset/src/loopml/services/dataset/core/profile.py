@@ -74,6 +74,8 @@ class _ColumnStats:
 
     def add(self, array: pa.Array) -> np.ndarray:
         """A batch of the column; returns its cell hashes (for the row hashes)."""
+        if self.counts is not None and self.count + self.missing == 0 and _many_values(array):
+            self._overflow(array.type)  # the first batch alone has too many values to count
         if self.kind == "string" and self.counts is not None:
             return self._add_few_strings(array)
         hashes = _hash_column(array)
@@ -83,10 +85,17 @@ class _ColumnStats:
             return hashes
         lo, hi = pc.min_max(array).values()
         self._extremes(lo, hi)
-        if self.kind in ("number", "bool"):
-            self._merge_moments(_as_numbers(array, self.kind))
+        if pa.types.is_integer(array.type) or array.type in (pa.float32(), pa.float64()):
+            # Arrow's kernels in two passes, no copies (nulls skipped, integers not turned to floats)
+            mean = pc.mean(array).as_py()
+            self._merge_moments(present, mean, pc.variance(array, ddof=0).as_py() * present)
+        elif self.kind in ("number", "bool"):
+            values = _as_numbers(array, self.kind)
+            mean = float(values.mean())
+            deviations = values - mean
+            self._merge_moments(present, mean, float(np.dot(deviations, deviations)))
         elif self.kind == "string":
-            self.length_sum += pc.sum(pc.utf8_length(array)).as_py() or 0
+            self.length_sum += _characters(array)
         if self.counts is not None:
             counted = pc.value_counts(array.drop_null() if missing else array)
             self._track(counted.field("values"), counted.field("counts").to_numpy())
@@ -107,7 +116,7 @@ class _ColumnStats:
         counts = np.bincount(codes, minlength=len(values) + 1)[:-1]
         lo, hi = pc.min_max(values).values()
         self._extremes(lo, hi)
-        self.length_sum += int((pc.utf8_length(values).to_numpy() * counts).sum())
+        self.length_sum += int((_lengths(values).to_numpy() * counts).sum())
         self._track(values, counts)
         if self.counts is None:
             self._sketch(hashes if missing == 0 else hashes[codes < len(values)])
@@ -127,25 +136,21 @@ class _ColumnStats:
     def _track(self, values: pa.Array, counts: np.ndarray) -> None:
         """Add exact counts of `values`, or switch to the sketch when there are too many."""
         if len(values) + len(self.counts) > TRACKED_VALUES:
-            self._overflow(values, counts)
+            self._overflow(values.type)
             return
         for value, count in zip(values.to_pylist(), counts.tolist(), strict=True):
             if count:
                 self.counts[value] = self.counts.get(value, 0) + count
 
-    def _overflow(self, batch_values: pa.Array, batch_counts: np.ndarray) -> None:
+    def _overflow(self, value_type: pa.DataType) -> None:
         """Too many distinct values to count them all: from now on, a distinct-count sketch (the
         values counted so far enter it; the caller adds the batch's hashes)."""
         if self.counts:
-            self._sketch(_hash_column(pa.array(list(self.counts), type=batch_values.type)))
+            self._sketch(_hash_column(pa.array(list(self.counts), type=value_type)))
         self.counts = None
 
-    def _merge_moments(self, values: np.ndarray) -> None:
-        n_b = len(values)
-        if n_b == 0:
-            return
-        mean_b = float(values.mean())
-        m2_b = float(((values - mean_b) ** 2).sum())
+    def _merge_moments(self, n_b: int, mean_b: float, m2_b: float) -> None:
+        """Merge a batch's count, mean and sum of squared deviations (already in `count`)."""
         n_a = self.count - n_b
         total = self.count
         delta = mean_b - self.mean
@@ -180,9 +185,83 @@ class _ColumnStats:
         # scaled to the column's count and rounded half to even, as round() does
         scaled = np.rint(counted.field("counts").to_numpy() * (self.count / len(values))).astype(np.int64)
         if len(scaled) > TOP_VALUES:  # only values reaching the TOP_VALUES-th largest count can rank
-            keep = np.flatnonzero(scaled >= np.partition(scaled, -TOP_VALUES)[-TOP_VALUES])
+            keep = _top_candidates(candidates, scaled)
             candidates, scaled = candidates.take(pa.array(keep)), scaled[keep]
         return _ranked(zip(candidates.to_pylist(), scaled.tolist(), strict=True)), True
+
+
+def _many_values(array: pa.Array) -> bool:
+    """Whether the first rows of `array` alone hold more than TRACKED_VALUES distinct values (a
+    mostly distinct column: counting all of its values in a hash table would be thrown away)."""
+    if len(array) - array.null_count <= TRACKED_VALUES:
+        return False
+    return pc.count_distinct(array.slice(0, 2 * TRACKED_VALUES)).as_py() > TRACKED_VALUES
+
+
+def _top_candidates(values: pa.Array, counts: np.ndarray) -> np.ndarray:
+    """Positions of the values that can be among the TOP_VALUES largest `counts`: those above the
+    TOP_VALUES-th largest count, and of the ties at it as many as can rank, the first in the order
+    of their text (a sample of mostly distinct values is all ties: this spares turning them all
+    into Python objects and comparing their texts in Python)."""
+    cutoff = np.partition(counts, -TOP_VALUES)[-TOP_VALUES]
+    above, tied = np.flatnonzero(counts > cutoff), np.flatnonzero(counts == cutoff)
+    wanted = TOP_VALUES - len(above)
+    if len(tied) > wanted:
+        tied = np.sort(tied[_text_order(values.take(pa.array(tied)))[:wanted]])
+    return np.sort(np.concatenate([above, tied]))
+
+
+def _text_order(values: pa.Array) -> np.ndarray:
+    """Positions of `values` (no nulls) in the order of their Python text (`str`), sorted by Arrow
+    (UTF-8 byte order is code point order)."""
+    arrow_type = values.type
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pc.sort_indices(values).to_numpy()
+    if pa.types.is_integer(arrow_type):  # Arrow writes the same digits as str()
+        return pc.sort_indices(pc.cast(values, pa.string())).to_numpy()
+    # str() of a date or time is zero-padded from the year down: its text order is the time order
+    if pa.types.is_date(arrow_type) or (
+        pa.types.is_timestamp(arrow_type) and arrow_type.tz in (None, "UTC", "+00:00")
+    ):
+        return pc.sort_indices(values).to_numpy()
+    texts = pa.array([str(value) for value in values.to_pylist()], type=pa.string())
+    return pc.sort_indices(texts).to_numpy()
+
+
+def _offsets(array: pa.Array, *, wide: bool = True) -> np.ndarray:
+    """The value offsets of a string or binary array, len(array) + 1 of them (as int64 where
+    `wide`, else a view of the buffer)."""
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    offset_type = np.int64 if large else np.int32
+    width = np.dtype(offset_type).itemsize
+    offsets = np.frombuffer(
+        array.buffers()[1], dtype=offset_type, count=len(array) + 1, offset=array.offset * width
+    )
+    return offsets.astype(np.int64) if wide else offsets
+
+
+def _ascii_bytes(data_buffer: pa.Buffer | None, lo: int, hi: int) -> bool:
+    """Whether bytes [lo, hi) of a buffer are all ASCII (none from 0x80)."""
+    if hi <= lo:
+        return True
+    return int(np.frombuffer(data_buffer, dtype=np.uint8, count=hi - lo, offset=lo).max()) < 0x80
+
+
+def _is_ascii(array: pa.Array) -> bool:
+    """Whether a string array's values are all ASCII, where a value's length in characters is its
+    length in bytes (one cheap pass over the data instead of counting characters)."""
+    offsets = _offsets(array, wide=False)
+    return _ascii_bytes(array.buffers()[2], int(offsets[0]), int(offsets[-1]))
+
+
+def _lengths(array: pa.Array) -> pa.Array:
+    """Each value's length in characters (null where missing)."""
+    return pc.binary_length(array) if _is_ascii(array) else pc.utf8_length(array)
+
+
+def _characters(array: pa.Array) -> int:
+    """The characters of all values of a string array."""
+    return pc.sum(_lengths(array)).as_py() or 0
 
 
 def _ranked(counts: Iterable[tuple[object, int]]) -> list[tuple[object, int]]:
@@ -201,74 +280,152 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
 _MULTIPLIER = np.uint64(0x100000001B3)
 _MISSING_HASH = np.uint64(0x9E3779B97F4A7C15)
 _UPPER_HALF = np.uint64(1 << 63)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: spreads the bits of a 64-bit value."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+def _mix(values: np.ndarray, *, in_place: bool = True) -> np.ndarray:
+    """splitmix64's finalizer: spreads the bits of 64-bit values, in place or into a new array
+    (then `values` may be read-only or narrower unsigned integers, and is not copied first)."""
+    shifted = np.right_shift(values, np.uint64(30))
+    if in_place:
+        z = values
+        z ^= shifted
+    else:
+        z, shifted = shifted, np.empty(values.shape, dtype=np.uint64)
+        z ^= values
+    z *= _MIX_1
+    np.right_shift(z, np.uint64(27), out=shifted)
+    z ^= shifted
+    z *= _MIX_2
+    np.right_shift(z, np.uint64(31), out=shifted)
+    z ^= shifted
+    return z
 
 
-#: Bytes of string data hashed in one vectorized step (the power tables hold this many entries).
-_WINDOW = 1 << 20
+#: 8-byte words of string data hashed in one vectorized step (the power tables hold this many).
+_WINDOW_WORDS = 1 << 17
 _INVERSE = np.uint64(pow(int(_MULTIPLIER), -1, 2**64))
-_powers: tuple[np.ndarray, np.ndarray] | None = None
+#: The first r bytes of a little-endian word, for r = 0..8.
+_TAIL_MASKS = np.array([(1 << (8 * r)) - 1 for r in range(9)], dtype=np.uint64)
+_powers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
-def _power_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(M**-j, M**j) mod 2**64 for j < _WINDOW, built on first use (16 MB)."""
+def _power_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(M**-j, M**j mod 2**64, 8 * j) for j < _WINDOW_WORDS, built on first use (3 MB)."""
     global _powers
     if _powers is None:
         one = np.ones(1, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            down = np.cumprod(np.full(_WINDOW - 1, _INVERSE, dtype=np.uint64))
-            up = np.cumprod(np.full(_WINDOW - 1, _MULTIPLIER, dtype=np.uint64))
-        _powers = (np.concatenate([one, down]), np.concatenate([one, up]))
+        down = np.cumprod(np.full(_WINDOW_WORDS - 1, _INVERSE, dtype=np.uint64))
+        up = np.cumprod(np.full(_WINDOW_WORDS - 1, _MULTIPLIER, dtype=np.uint64))
+        eights = np.arange(0, 8 * _WINDOW_WORDS, 8, dtype=np.int64)
+        _powers = (np.concatenate([one, down]), np.concatenate([one, up]), eights)
     return _powers
 
 
 def _hash_strings(array: pa.Array) -> np.ndarray:
     """64-bit hashes of the values of a string or binary array (null cells hash as empty strings),
-    vectorized over its buffers: the polynomial sum(byte[j] * M**-(j - start)) mod 2**64 of each
-    value, from one prefix sum over the data buffer (M is odd, so M**-1 exists mod 2**64), mixed
-    with the value's length. A value longer than _WINDOW bytes is hashed on its own with blake2b."""
-    if pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type):
-        offset_type = np.int64
-    else:
-        offset_type = np.int32
-    _, offsets_buffer, data_buffer = array.buffers()
-    width = np.dtype(offset_type).itemsize
-    offsets = np.frombuffer(
-        offsets_buffer, dtype=offset_type, count=len(array) + 1, offset=array.offset * width
-    ).astype(np.int64)
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer else np.zeros(1, np.uint8)
-    down, up = _power_tables()
+    vectorized over its buffers. A value is read as 8-byte little-endian words (the last one
+    zero-padded), each word is mixed on its own (so that values differing in several bytes do
+    not cancel out), and the value's hash is the polynomial sum(mix(word[k]) * M**-k) mod 2**64,
+    from one prefix sum over a window of words (M is odd, so M**-1 exists mod 2**64), mixed with
+    the value's length. A value longer than the window is hashed on its own with blake2b."""
+    data_buffer = array.buffers()[2]
+    offsets = _offsets(array)
+    lengths = np.diff(offsets)
+    words = (lengths + 7) >> 3
+    paddable = pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+    word_ends = np.cumsum(words)
     hashes = np.zeros(len(array), dtype=np.uint64)
-    # sums[1 + j]: the prefix sum over the window's first j + 1 bytes, computed in place
-    sums = np.empty(min(_WINDOW, int(offsets[-1] - offsets[0])) + 1, dtype=np.uint64)
-    sums[0] = 0
     start = 0
-    with np.errstate(over="ignore"):
-        while start < len(array):
-            # rows [start, stop) whose bytes fit in one window
-            stop = int(np.searchsorted(offsets, offsets[start] + _WINDOW, side="right")) - 1
-            lo = offsets[start]
-            if stop <= start:
-                value = data[lo : offsets[start + 1]].tobytes()
-                hashes[start] = int.from_bytes(hashlib.blake2b(value, digest_size=8).digest(), "little")
-                start += 1
-                continue
-            stop = min(stop, len(array))
-            hi = offsets[stop]
-            window = sums[1 : hi - lo + 1]
-            np.multiply(data[lo:hi], down[: hi - lo], out=window)
-            np.cumsum(window, out=window)
-            relative = offsets[start : stop + 1] - lo
-            hashes[start:stop] = (sums[relative[1:]] - sums[relative[:-1]]) * up[relative[:-1]]
-            start = stop
-        lengths = np.diff(offsets).astype(np.uint64)
-        return _mix(hashes ^ (lengths * _MISSING_HASH))
+    while start < len(array):
+        # rows [start, stop) whose words fit in one window
+        first_word = word_ends[start] - words[start]
+        stop = int(np.searchsorted(word_ends, first_word + _WINDOW_WORDS, side="right"))
+        if stop <= start:
+            lo, hi = offsets[start], offsets[start + 1]
+            value = np.frombuffer(data_buffer, dtype=np.uint8, count=hi - lo, offset=lo).tobytes()
+            hashes[start] = int.from_bytes(hashlib.blake2b(value, digest_size=8).digest(), "little")
+            start += 1
+            continue
+        lo, hi = int(offsets[start]), int(offsets[stop])
+        if hi > lo:
+            width = 8 * int(words[start:stop].max())
+            padded_size = (stop - start) * width  # at most twice the words' bytes: pad to the widest
+            if (
+                paddable
+                and padded_size <= 16 * (word_ends[stop - 1] - first_word)
+                and _ascii_bytes(data_buffer, lo, hi)
+            ):
+                hashes[start:stop] = _hash_padded(array.slice(start, stop - start), width)
+            else:
+                hashes[start:stop] = _hash_words(data_buffer, offsets[start : stop + 1], words[start:stop])
+        start = stop
+    hashes ^= lengths.astype(np.uint64) * _MISSING_HASH
+    return _mix(hashes)
+
+
+def _hash_padded(array: pa.Array, width: int) -> np.ndarray:
+    """The word polynomials of ASCII values at most `width` bytes long (a multiple of 8): Arrow
+    pads them with zero bytes to that width, a table of words with a row per value (no gathering
+    of words). Zero words add nothing, as splitmix64 maps 0 to 0: the sums equal `_hash_words`."""
+    if array.null_count:
+        array = pc.fill_null(array, "")
+    padded = pc.ascii_rpad(array, width=width, padding="\0")
+    start = int(_offsets(padded, wide=False)[0])
+    columns = width // 8
+    table = np.frombuffer(padded.buffers()[2], dtype="<u8", count=len(array) * columns, offset=start)
+    table = _mix(table.reshape(len(array), columns), in_place=False)
+    down = _power_tables()[0]
+    hashes = table[:, 0].copy()
+    for k in range(1, columns):
+        table[:, k] *= down[k]
+        hashes += table[:, k]
+    return hashes
+
+
+def _hash_words(data_buffer: pa.Buffer, offsets: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """The word polynomials of the values between `offsets` (at least one byte in all; together
+    at most _WINDOW_WORDS words), 0 for empty values."""
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    if hi + 8 <= data_buffer.size:  # a word loaded at a value's last bytes stays in the buffer
+        source, at = data_buffer, lo
+    else:  # the buffer's end: a copy with 8 bytes of padding
+        source, at = np.zeros(hi - lo + 8, dtype=np.uint8), 0
+        source[: hi - lo] = np.frombuffer(data_buffer, dtype=np.uint8, count=hi - lo, offset=lo)
+    # a little-endian 64-bit word starting at every byte of the window (unaligned, no copy)
+    word_at = np.ndarray(shape=(hi - lo,), dtype="<u8", buffer=source, offset=at, strides=(1,))
+    down, up, eights = _power_tables()
+    present = words > 0
+    counts = words[present]
+    firsts = np.cumsum(counts) - counts  # each value's first word in the window
+    lasts = firsts + counts - 1
+    total = int(lasts[-1]) + 1
+    # positions of the words in the window: value start + 8 * (word index in the value)
+    positions = np.repeat(offsets[:-1][present] - lo - 8 * firsts, counts)
+    positions += eights[:total]
+    values = word_at[positions]
+    tail_bytes = (offsets[1:] - offsets[:-1])[present] - 8 * (counts - 1)
+    values[lasts] &= _TAIL_MASKS[tail_bytes]
+    _mix(values)
+    values *= down[:total]
+    np.cumsum(values, out=values)
+    sums = values[lasts]
+    hashes = np.zeros(len(words), dtype=np.uint64)
+    hashes[present] = np.diff(sums, prepend=np.uint64(0)) * up[firsts]
+    return hashes
+
+
+def _fixed_width_bits(arrow_type: pa.DataType) -> int | None:
+    """Bits per value of integers, floats, timestamps and dates (hashed from their buffer)."""
+    if (
+        pa.types.is_integer(arrow_type)
+        or pa.types.is_floating(arrow_type)
+        or pa.types.is_timestamp(arrow_type)
+        or pa.types.is_date(arrow_type)
+    ):
+        return arrow_type.bit_width
+    return None
 
 
 def _hash_column(array: pa.Array) -> np.ndarray:
@@ -279,11 +436,15 @@ def _hash_column(array: pa.Array) -> np.ndarray:
         return np.full(len(array), _MISSING_HASH, dtype=np.uint64)
     if kind_of(array.type) == "string":
         hashes = _hash_strings(array)
+    elif (bits := _fixed_width_bits(array.type)) is not None:
+        # the values' bits, widened to 64 (null cells hold any bits: replaced below)
+        width = bits // 8
+        raw = np.frombuffer(
+            array.buffers()[1], dtype=f"<u{width}", count=len(array), offset=array.offset * width
+        )
+        hashes = _mix(raw, in_place=False)
     else:
-        values = array.to_numpy(zero_copy_only=False)
-        if values.dtype.kind == "M":
-            values = values.astype("int64")
-        hashes = pd.util.hash_array(values, categorize=False)
+        hashes = pd.util.hash_array(array.to_numpy(zero_copy_only=False), categorize=False)
     if array.null_count:
         hashes = np.where(np.asarray(array.is_valid()), hashes, _MISSING_HASH)
     return hashes
@@ -319,8 +480,8 @@ class Profiler:
                 hashes = _hash_column(array)
             else:
                 hashes = stats.add(array)
-            with np.errstate(over="ignore"):
-                row_hash = row_hash * np.uint64(1_000_003) + hashes
+            row_hash *= np.uint64(1_000_003)  # wraps around mod 2**64
+            row_hash += hashes
         upper = row_hash >= _UPPER_HALF  # equal hashes fall in the same half of the range
         self._row_hashes[0].append(row_hash[~upper])
         self._row_hashes[1].append(row_hash[upper])
