@@ -23,6 +23,9 @@ Server configurations (each point reports every configuration; the summary takes
   loopml-batching   same, dynamic batching on (max 64 rows, 1 ms)
   loopml-greedy     same, dynamic batching that never waits (max 1024 rows, 0 ms): merges whatever
                     is queued while the model is busy, so concurrent 64-row requests share a call
+  loopml-merge      same, dynamic batching of up to 256 rows (four 64-row requests) waiting up to 2 ms,
+                    but only for requests other server threads are already serving (a lone request
+                    never waits): merged model calls cost less per row
   mlserver          MLServer defaults
   mlserver-omp1     OMP_NUM_THREADS=1
   mlserver-omp1-ab  OMP_NUM_THREADS=1, adaptive batching (max_batch_size 64, max_batch_time 1 ms)
@@ -351,6 +354,9 @@ def main() -> None:
         "loopml-batching": lambda: start_loopml(tmp / "inference", registry.address, batching=True),
         "loopml-greedy": lambda: start_loopml(
             tmp / "inference", registry.address, batching=True, max_rows=1024, delay_ms=0
+        ),
+        "loopml-merge": lambda: start_loopml(
+            tmp / "inference", registry.address, batching=True, max_rows=256, delay_ms=2
         ),
         "mlserver": lambda: start_mlserver(tmp / "ml1", model, omp1=False, adaptive=False, workers=1),
         "mlserver-omp1": lambda: start_mlserver(tmp / "ml2", model, omp1=True, adaptive=False, workers=1),

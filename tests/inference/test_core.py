@@ -178,6 +178,52 @@ def test_batching_without_delay_merges_what_queues_while_the_model_is_busy(sourc
     manager.close()
 
 
+def test_batching_waits_for_requests_the_server_is_already_serving(source, tmp_path):
+    """With a delay, a batch takes every request that busy server threads bring, and goes as soon
+    as all of them have arrived (long before its hour-long delay)."""
+    source.add_version("slow", models.slow(0.0))
+    policy = BatchingPolicy(enabled=True, max_batch_size=1024, max_delay_s=3600.0)
+    # Four server threads, each serving one of the requests below.
+    manager = ModelManager(source, ArtifactCache(tmp_path), default_batching=policy, busy_threads=lambda: 4)
+    deployment = manager.load(ModelRef("slow", version=1))
+    estimator = deployment.primary.bundle.estimator
+    calls_before = estimator.calls
+    values = [[0.1], [0.2, 0.3], [0.4], [0.5, 0.6, 0.7]]
+    results: dict[int, object] = {}
+
+    def serve(index: int) -> None:
+        results[index] = manager.predict(ModelRef("slow", version=1), batch_from_lists({"x": values[index]}))
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in range(len(values))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert estimator.calls - calls_before == 1  # one merged call
+    for index, value in enumerate(values):
+        np.testing.assert_allclose(results[index].prediction.probabilities[:, 1], value)
+    manager.close()
+
+
+def test_batching_does_not_wait_when_no_other_request_is_being_served(source, tmp_path):
+    source.add_version("slow", models.slow(0.0))
+    policy = BatchingPolicy(enabled=True, max_batch_size=1024, max_delay_s=3600.0)
+    manager = ModelManager(source, ArtifactCache(tmp_path), default_batching=policy, busy_threads=lambda: 1)
+    manager.load(ModelRef("slow", version=1))
+    answered = []
+
+    def serve() -> None:
+        answered.append(manager.predict(ModelRef("slow", version=1), batch_from_lists({"x": [0.25]})))
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    thread.join(timeout=60)  # the delay is an hour: only a batch that does not wait answers
+    assert len(answered) == 1
+    np.testing.assert_allclose(answered[0].prediction.probabilities[:, 1], [0.25])
+    manager.close()
+
+
 def test_hot_reload_swaps_without_failed_requests(source, manager, bundles):
     manager.load(ModelRef("churn"))
     manager.follow_events()

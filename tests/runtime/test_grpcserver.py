@@ -325,3 +325,29 @@ def test_stop_drains_in_flight_calls_and_goes_not_serving(served):
     assert result["response"] == b"slow"  # the in-flight call finished, not cancelled
     with pytest.raises(grpc.RpcError):
         _echo(channel, b"after stop")
+
+
+def test_worker_pool_counts_calls_in_progress():
+    from loopml.runtime.grpcserver.server import WorkerPool
+
+    pool = WorkerPool(max_workers=2)
+    release = threading.Event()
+    started = threading.Semaphore(0)
+    finished = []
+
+    def serve(name: str) -> None:
+        started.release()
+        release.wait(30)
+        finished.append(name)
+
+    calls = [pool.submit(serve, name) for name in ("a", "b", "c")]
+    done = threading.Semaphore(0)
+    for call in calls:
+        call.add_done_callback(lambda _call: done.release())
+    assert started.acquire(timeout=30) and started.acquire(timeout=30)
+    assert pool.busy == 2  # two threads at most; the third call waits for one of them
+    release.set()
+    for _ in calls:
+        assert done.acquire(timeout=30)
+    assert sorted(finished) == ["a", "b", "c"]
+    pool.shutdown()

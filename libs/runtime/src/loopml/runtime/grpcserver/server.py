@@ -8,11 +8,11 @@ a service's `main()` calls: start, then on SIGTERM/SIGINT go NOT_SERVING, drain 
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,95 @@ def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | No
     )
 
 
+class _Call:
+    """A call handed to the worker threads. grpc only registers a done callback on it."""
+
+    __slots__ = ("fn", "args", "kwargs", "_lock", "_callbacks", "_done")
+
+    def __init__(self, fn, args, kwargs):
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self._lock = threading.Lock()
+        self._callbacks: list = []
+        self._done = False
+
+    def add_done_callback(self, callback) -> None:
+        with self._lock:
+            if not self._done:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def run(self) -> None:
+        try:
+            self.fn(*self.args, **self.kwargs)
+        except BaseException:  # noqa: BLE001 - a worker thread outlives any call
+            log.exception("error in a server worker thread")
+        with self._lock:
+            self._done = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:  # noqa: BLE001
+                log.exception("error in a call's done callback")
+
+
+class WorkerPool:
+    """The server's worker threads (what grpc.server takes as its thread pool): started as calls
+    come, up to `max_workers`; `busy` is how many of them are serving a call right now (dynamic
+    batching reads it to wait only for calls already in progress). Leaner per call than
+    ThreadPoolExecutor: no Future with its condition variable, no idle semaphore."""
+
+    def __init__(self, max_workers: int):
+        self._max = max_workers
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for a call that no submitted call has claimed yet
+        self._backlog = 0  # calls waiting for a thread to finish its current call
+
+    @property
+    def busy(self) -> int:
+        return len(self._threads) - self._idle
+
+    def submit(self, fn, /, *args, **kwargs) -> _Call:
+        call = _Call(fn, args, kwargs)
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # an idle thread takes it
+            elif len(self._threads) < self._max:
+                thread = threading.Thread(target=self._work, name=f"rpc_{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._backlog += 1  # the next thread to finish takes it
+        self._queue.put(call)
+        return call
+
+    def _work(self) -> None:
+        take, lock = self._queue.get, self._lock
+        while True:
+            call = take()
+            if call is None:
+                return
+            call.run()
+            call = None
+            with lock:
+                if self._backlog:
+                    self._backlog -= 1
+                else:
+                    self._idle += 1
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            threads, self._threads, self._max, self._idle, self._backlog = self._threads, [], 0, 0, 0
+        for _ in threads:
+            self._queue.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+
 class ServiceServer:
     def __init__(
         self,
@@ -78,8 +167,9 @@ class ServiceServer:
         self.health = HealthMonitor(
             [r.full_name for r in self._registrations], probes or {}, settings.health_interval_s
         )
+        self.workers = WorkerPool(settings.max_workers)
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
+            self.workers,
             interceptors=[CallInterceptor(settings.max_upload_bytes, settings.token_roles())],
             options=[*channel_options(settings.max_message_bytes), ("grpc.so_reuseport", 0)],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
@@ -134,6 +224,7 @@ class ServiceServer:
         self.health.shutdown()
         self._run_all(self._on_stopping)
         self._server.stop(grace).wait()
+        self.workers.shutdown(wait=False)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
         self._run_all(self._on_stop)

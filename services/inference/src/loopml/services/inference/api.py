@@ -19,6 +19,7 @@ from loopml.inference.v1 import prediction_service_pb2_grpc
 from loopml.oip.v2 import open_inference_pb2 as oip
 from loopml.oip.v2 import open_inference_pb2_grpc
 from loopml.runtime.errors import InvalidArgument, LoopmlError, NotFound
+from loopml.runtime.grpcserver.logs import request_id_var
 from loopml.services.inference import convert, oip_convert
 from loopml.services.inference.core import ModelManager, ModelRef
 
@@ -151,7 +152,8 @@ class InferenceServicer(open_inference_pb2_grpc.GRPCInferenceServiceServicer):
         result = self._manager.predict(
             ref,
             batch,
-            request_id=request.id,
+            # Without an id of its own, the request is known by the call's id (x-request-id).
+            request_id=request.id or request_id_var.get(),
             omit_probabilities=oip_convert.PROBABILITIES not in outputs,
             log=log_prediction(context),
             deployment=deployment,

@@ -53,6 +53,12 @@ def make_server(settings: InferenceSettings, deps: InferenceDeps | None = None) 
         prediction_log = PredictionLog(
             sink, capacity=settings.prediction_log_capacity, batch_size=settings.prediction_log_batch_size
         )
+    holder: dict[str, ServiceServer] = {}
+
+    def busy_threads() -> int:
+        server = holder.get("server")
+        return server.workers.busy if server is not None else 0
+
     manager = ModelManager(
         source,
         ArtifactCache(settings.resolved_cache_dir()),
@@ -63,6 +69,7 @@ def make_server(settings: InferenceSettings, deps: InferenceDeps | None = None) 
         max_request_rows=settings.max_request_rows,
         prediction_log=prediction_log,
         follow_events=settings.follow_registry_events,
+        busy_threads=busy_threads,
     )
 
     def registry_answers() -> None:
@@ -71,8 +78,6 @@ def make_server(settings: InferenceSettings, deps: InferenceDeps | None = None) 
         status = registry.health()
         if status != "SERVING":
             raise Unavailable(f"registry at {settings.registry_address} is {status}")
-
-    holder: dict[str, ServiceServer] = {}
 
     def ready() -> bool:
         return not holder["server"].health.failures

@@ -10,8 +10,9 @@ models a wake-up between threads costs as much as a share of a model call.
 With `max_delay_s` 0 a leader never waits: it takes whatever is queued, so requests merge exactly
 when they arrive faster than the model answers (the cheapest setting for throughput: one model
 call costs a fixed overhead plus a small cost per row). A request larger than the batch limit
-runs alone. If the merged call fails, each request is retried alone so that one bad request
-cannot fail its neighbours.
+runs alone. Given the server's count of busy threads, a leader waits only while some busy thread
+may still bring a request (a lone request never waits for the delay). If the merged call fails,
+each request is retried alone so that one bad request cannot fail its neighbours.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,8 +56,15 @@ class _Pending:
 class DynamicBatcher:
     """Batches calls of `runtime.predict` (the runtime also merges and slices its inputs)."""
 
-    def __init__(self, runtime, policy: BatchingPolicy, labels: tuple[str, str]):
+    def __init__(
+        self,
+        runtime,
+        policy: BatchingPolicy,
+        labels: tuple[str, str],
+        busy_threads: Callable[[], int] | None = None,
+    ):
         self._runtime = runtime
+        self._busy_threads = busy_threads
         self._predict = runtime.predict
         self.policy = policy
         self._queue_time = telemetry.QUEUE_TIME.labels(*labels)
@@ -89,6 +98,7 @@ class DynamicBatcher:
         """Takes the next batch from the head of the queue, waiting up to `max_delay_s` for rows."""
         limit = self.policy.max_batch_size
         deadline = time.perf_counter() + self.policy.max_delay_s
+        busy = self._busy_threads
         with self._lock:
             while True:
                 count, rows = 0, 0
@@ -98,7 +108,10 @@ class DynamicBatcher:
                     count, rows = count + 1, rows + item.rows
                 full = rows >= limit or count < len(self._queue)  # the next request would not fit
                 remaining = deadline - time.perf_counter()
-                if full or remaining <= 0:
+                # Every busy server thread already serves a request of this batch: nothing else is
+                # on its way, so waiting would only add latency.
+                alone = busy is not None and busy() <= len(self._queue)
+                if full or remaining <= 0 or alone:
                     return [self._queue.popleft() for _ in range(count)]
                 self._arrived.wait(remaining)
 

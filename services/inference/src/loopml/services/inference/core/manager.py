@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,8 +77,12 @@ class ModelManager:
         prediction_log: PredictionLog | None = None,
         follow_events: bool = False,
         seed: int | None = None,
+        busy_threads: Callable[[], int] | None = None,
     ):
+        """`busy_threads` tells dynamic batching how many server threads are serving a call now:
+        a batch waits for more rows only while some of them may still bring one."""
         self._source = source
+        self._busy_threads = busy_threads
         self._cache = cache
         self.memory_limit_bytes = memory_limit_bytes
         self.default_batching = default_batching
@@ -207,7 +212,7 @@ class ModelManager:
         # than the artifact (freed memory reused by the allocator shows up as no growth).
         memory = max(grown, len(data))
         self._make_room(memory, keep)
-        return ServedVersion(resolved, bundle, memory, policy)
+        return ServedVersion(resolved, bundle, memory, policy, self._busy_threads)
 
     @staticmethod
     def _deserialize(data: bytes, resolved: ResolvedVersion, label: str) -> ModelBundle:

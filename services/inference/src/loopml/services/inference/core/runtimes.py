@@ -72,7 +72,7 @@ class DensePredictor:
         self._last_error = library.XGBGetLastError
         self._last_error.restype = ctypes.c_char_p
         self._library = library
-        self._per_thread = threading.local()  # .proxy: this thread's _ProxyDMatrix
+        self._per_thread = threading.local()  # .call: this thread's _PredictCall
         self._config = json.dumps(
             {
                 "type": 0,  # values (probabilities for classifiers), not margins
@@ -92,31 +92,39 @@ class DensePredictor:
             f'{{"data": [{matrix.ctypes.data}, true], "shape": [{matrix.shape[0]}, {matrix.shape[1]}], '
             f'"typestr": "<f4", "version": 3}}'
         ).encode()
-        shape = ctypes.POINTER(ctypes.c_uint64)()
-        dims = ctypes.c_uint64()
-        result = ctypes.c_void_p()
-        proxy = getattr(self._per_thread, "proxy", None)
-        if proxy is None:
-            proxy = self._per_thread.proxy = _ProxyDMatrix(self._library)
+        call = getattr(self._per_thread, "call", None)
+        if call is None:
+            call = self._per_thread.call = _PredictCall(self._library)
         status = self._predict(
-            self._handle,
-            interface,
-            self._config,
-            proxy.handle,
-            ctypes.byref(shape),
-            ctypes.byref(dims),
-            ctypes.byref(result),
+            self._handle, interface, self._config, call.proxy, call.shape_ref, call.dims_ref, call.result_ref
         )
         if status != 0:
             raise ValueError(self._last_error().decode(errors="replace"))
         # The result buffer belongs to the booster (per thread) until its next call: copied now
         # (float32 -> float64). A ctypes array over the buffer is the cheapest view NumPy takes.
-        out_shape = shape[: dims.value]
+        out_shape = call.shape[: call.dims.value]
         count = math.prod(out_shape)
         if count == 0:
             return np.zeros(out_shape)
-        values = np.frombuffer((ctypes.c_float * count).from_address(result.value), dtype=np.float32)
+        values = np.frombuffer((ctypes.c_float * count).from_address(call.result.value), dtype=np.float32)
         return values.astype(np.float64).reshape(out_shape)
+
+
+class _PredictCall:
+    """One thread's arguments of `XGBoosterPredictFromDense` that stay the same between calls: its
+    proxy DMatrix and the output parameters (with their pointers built once)."""
+
+    __slots__ = ("_owner", "proxy", "shape", "dims", "result", "shape_ref", "dims_ref", "result_ref")
+
+    def __init__(self, library: ctypes.CDLL):
+        self._owner = _ProxyDMatrix(library)
+        self.proxy = self._owner.handle
+        self.shape = ctypes.POINTER(ctypes.c_uint64)()
+        self.dims = ctypes.c_uint64()
+        self.result = ctypes.c_void_p()
+        self.shape_ref = ctypes.byref(self.shape)
+        self.dims_ref = ctypes.byref(self.dims)
+        self.result_ref = ctypes.byref(self.result)
 
 
 class _ProxyDMatrix:
@@ -171,8 +179,11 @@ class NumericMatrixRuntime(SklearnRuntime):
         output = self._booster.predict(data)
         if self.bundle.task == "regression":
             return Prediction(output)
-        probabilities = _binary_probabilities(output) if output.ndim == 1 else output
-        return Prediction(self._labels[probabilities.argmax(axis=1)], probabilities)
+        if output.ndim == 1:
+            # Binary: the positive class wins exactly when p > 0.5, as argmax over [1 - p, p] decides
+            # (ties and NaN go to the first class in both).
+            return Prediction(self._labels.take(output > 0.5), _binary_probabilities(output))
+        return Prediction(self._labels[output.argmax(axis=1)], output)
 
 
 def _binary_probabilities(positive: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,7 +23,12 @@ class ServedVersion:
     retired version (swapped out or unloaded) finishes its in-flight requests before it closes."""
 
     def __init__(
-        self, resolved: ResolvedVersion, bundle: ModelBundle, memory_bytes: int, policy: BatchingPolicy
+        self,
+        resolved: ResolvedVersion,
+        bundle: ModelBundle,
+        memory_bytes: int,
+        policy: BatchingPolicy,
+        busy_threads: Callable[[], int] | None = None,
     ):
         self.name = resolved.name
         self.version = resolved.version
@@ -37,7 +43,7 @@ class ServedVersion:
         self._retired = False
         labels = (self.name, str(self.version))
         self.metrics = telemetry.VersionMetrics(*labels)
-        self._batcher = DynamicBatcher(self.runtime, policy, labels) if policy.enabled else None
+        self._batcher = DynamicBatcher(self.runtime, policy, labels, busy_threads) if policy.enabled else None
 
     def acquire(self) -> bool:
         with self._idle:
