@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 
 import numpy as np
@@ -138,7 +139,11 @@ def test_refit_applies_member_and_final_temperatures():
         "importances": True,
         "temperature": 2.0,
     }
-    result = _run_refit(None, data, request)
+    parent, child = multiprocessing.Pipe()
+    importances = _run_refit(child, data, request)  # the model comes first, as a partial result
+    kind, result = parent.recv()
+    assert kind == "partial" and "importances" not in result
+    result.update(importances)
     calibrated = pickle.loads(result["estimator"])
     linear, knn = (np.asarray(m.predict_proba(features)) for m in plain.members)
     expected = scaled_probabilities(blend([scaled_probabilities(linear, 0.5), knn], [0.5, 0.5]), 2.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import optuna
@@ -16,10 +17,11 @@ from loopml.services.trainer.core.execution import encode_target, ensemble_candi
 from loopml.services.trainer.core.metrics import METRICS, get_metric
 from loopml.services.trainer.core.portfolio import load_portfolio, portfolio_for
 from loopml.services.trainer.core.space import SearchSpace
-from loopml.services.trainer.core.spec import SearchSpec, resolve
+from loopml.services.trainer.core.spec import SearchSpec, few_trials_expected, resolve
 from loopml.services.trainer.core.state import TrialView
 from loopml.services.trainer.core.tasks import Problem, TabularTask
 from loopml.services.trainer.core.tasks.tabular import FAMILIES
+from loopml.services.trainer.core.worker import TrialData, TrialWorker
 from tests.trainer.helpers import mixed
 
 
@@ -228,3 +230,51 @@ def test_pruner_compares_a_trial_only_with_its_own_family():
     neighbours = study.ask({"family": families})
     neighbours.report(0.6, 1)  # below the other knn trials
     assert neighbours.should_prune()
+
+
+def test_wide_data_for_the_budget_starts_the_portfolio_with_boosting():
+    wide = Problem("regression", "y", {f"x{i}": "numeric" for i in range(73)}, [], 2_197)  # ames' shape
+    narrow = Problem("regression", "y", {f"x{i}": "numeric" for i in range(19)}, [], 5_282)  # wa_churn's
+    assert few_trials_expected(wide, 60) and not few_trials_expected(wide, 600)
+    assert not few_trials_expected(narrow, 60)
+    assert not few_trials_expected(wide, None)  # no budget: every trial runs anyway
+
+
+def test_importances_shrink_to_the_time_given_or_are_left_out():
+    frame = mixed(400)
+    problem = Problem(
+        "binary",
+        "label",
+        {"x": "numeric", "colour": "categorical", "code": "categorical", "when": "datetime", "review": "text"},
+        ["no", "yes"],
+        len(frame),
+    )
+    task = TabularTask()
+    y = (frame["label"] == "yes").to_numpy().astype(int)
+    X = task.features(problem, frame)
+    model = task.fit(task.build(problem, "knn", {}, 0), "knn", X, y)
+    unlimited = task.feature_importances(problem, model, X, y)
+    assert set(unlimited) == set(X.columns) and max(unlimited.values()) > 0
+    assert task.feature_importances(problem, model, X, y, seconds=60.0) == unlimited  # time enough
+    assert task.feature_importances(problem, model, X, y, seconds=0.0) == {}
+
+
+def test_refit_out_of_time_during_importances_keeps_its_model():
+    """The refit sends its fitted model before the importances: when the time limit strikes during
+    them, the result is the model without importances, not a failed refit."""
+    rng = np.random.default_rng(0)
+    # 1,000 columns: the permutation importances predict 300 x 1,001 rows through k-NN (minutes)
+    frame = pd.DataFrame(rng.normal(size=(300, 1000)), columns=[f"c{i}" for i in range(1000)])
+    y = (frame["c0"] > 0).to_numpy().astype(int)
+    problem = Problem("binary", "label", {c: "numeric" for c in frame.columns}, [0, 1], len(frame))
+    worker = TrialWorker(TrialData("tabular", problem.to_dict(), frame, y, [], "roc_auc", 0))
+    try:
+        request = {"members": [{"family": "knn", "params": {}}], "weights": [1.0], "importances": True}
+        outcome = worker.run("refit", request, time_limit_s=5.0, memory_limit_bytes=0)
+    finally:
+        worker.stop()
+    assert outcome.status == "done"
+    assert outcome.value["unfinished"] == "time limit exceeded"
+    assert "importances" not in outcome.value
+    model = pickle.loads(outcome.value["estimator"])
+    assert model.predict_proba(frame).shape == (300, 2)

@@ -592,6 +592,7 @@ class Finalizer:
             "weights": weights,
             "importances": True,
             "temperature": temperature,
+            "time_limit_s": limit,
         }
         outcome = self.worker.run(
             "refit",

@@ -13,7 +13,7 @@ from loopml.services.trainer.core.execution import Engine
 from loopml.services.trainer.core.metrics import get_metric
 from loopml.services.trainer.core.portfolio import portfolio_for
 from loopml.services.trainer.core.space import SearchSpace
-from loopml.services.trainer.core.spec import SearchSpec, check_request, large_for_budget, resolve
+from loopml.services.trainer.core.spec import SearchSpec, check_request, few_trials_expected, resolve
 from loopml.services.trainer.core.state import (
     CANCELLED,
     FINAL_STATES,
@@ -124,7 +124,7 @@ class Trainer:
             ]
             done.sort(key=lambda t: -t.score if metric.higher_is_better else t.score)
             configs += [(t.family, t.params) for t in done[:5]]
-        large = large_for_budget(problem.n_rows, spec.time_budget_s)
+        large = few_trials_expected(problem, spec.time_budget_s)
         return configs + portfolio_for(problem.task, space, large_data=large)
 
     # -- read --------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ after another. The parent enforces the per-trial time and memory limits by killi
 Protocol over a pipe (parent -> worker): ("data", payload) once, then ("trial", request) or
 ("refit", request); the worker answers ("report", step, score) during a trial (the parent replies
 with a bool: prune?) and finally ("done", result), ("pruned", reason) or ("failed", reason).
+A refit sends ("partial", result) as soon as its model is fitted, then ("done", extras) once the
+feature importances are computed: a refit that runs out of time during them keeps its model.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class TrialWorker:
             self.stop()
             return WorkerResult("failed", f"worker process did not start ({exc})")
         started = time.monotonic()
+        partial = None  # what a refit already sent: the model, without importances
         try:
             self._conn.send((kind, request))
             while True:
@@ -124,6 +127,11 @@ class TrialWorker:
                         prune = bool(on_report(message[1], message[2])) if on_report else False
                         self._conn.send(prune)
                         continue
+                    if message[0] == "partial":
+                        partial = message[1]
+                        continue
+                    if message[0] == "done" and partial is not None:
+                        return WorkerResult("done", {**partial, **message[1]})
                     return WorkerResult(message[0], message[1])
                 if on_tick is not None:
                     on_tick()
@@ -132,6 +140,8 @@ class TrialWorker:
                     return WorkerResult("failed", "stopped: the search was cancelled or ran out of time")
                 if time.monotonic() - started > time_limit_s:
                     self.stop()
+                    if partial is not None:  # the model is there; only its extras ran out of time
+                        return WorkerResult("done", {**partial, "unfinished": "time limit exceeded"})
                     return WorkerResult("failed", f"time limit exceeded ({time_limit_s:.1f} s)")
                 if not self._process.is_alive():
                     code = self._process.exitcode
@@ -228,7 +238,10 @@ def _run_trial(conn, data: TrialData, request: dict) -> dict:
 
 
 def _run_refit(conn, data: TrialData, request: dict) -> dict:
-    """Fit the members on all training rows; an ensemble when there are several."""
+    """Fit the members on all training rows; an ensemble when there are several. The model and its
+    test metrics go to the parent first (a "partial" message), then the feature importances, on a
+    sample sized to end within `request["time_limit_s"]`."""
+    started = time.monotonic()
     from loopml.modelkit.ensemble import WeightedEnsemble
     from loopml.services.trainer.core.evaluate import predict_output
     from loopml.services.trainer.core.metrics import REPORTED, score_all
@@ -264,7 +277,11 @@ def _run_refit(conn, data: TrialData, request: dict) -> dict:
         output = predict_output(problem, estimator, task.features(problem, data.test_frame))
         names = dict.fromkeys((data.metric,) + REPORTED[problem.task])
         result["test_metrics"] = score_all(problem.task, names, data.test_y, output, data.test_weights)
-    if request.get("importances", True):
-        # the calibration keeps every row's class order, so it cannot change these
-        result["importances"] = task.feature_importances(problem, importance_source, X, data.y)
-    return result
+    if not request.get("importances", True):
+        return result
+    conn.send(("partial", result))
+    limit = request.get("time_limit_s")
+    # a margin for sending the answer; None: no limit
+    seconds = None if limit is None else limit - (time.monotonic() - started) - 0.5
+    # the calibration keeps every row's class order, so it cannot change these
+    return {"importances": task.feature_importances(problem, importance_source, X, data.y, seconds=seconds)}

@@ -58,8 +58,11 @@ class Task(abc.ABC):
     def features(self, problem: Problem, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's input frame from a data frame (feature columns, in order)."""
 
-    def feature_importances(self, problem: Problem, estimator, frame: pd.DataFrame, y) -> dict[str, float]:
-        """Importance per input column; empty when the plugin cannot tell."""
+    def feature_importances(
+        self, problem: Problem, estimator, frame: pd.DataFrame, y, seconds: float | None = None
+    ) -> dict[str, float]:
+        """Importance per input column, computed in about `seconds` at most (None: no limit); empty
+        when the plugin cannot tell or has no time."""
         return {}
 
     def fit(self, estimator, family: str, frame: pd.DataFrame, y, sample_weight=None):

@@ -7,6 +7,7 @@ comes from running trials side by side in worker processes.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,8 @@ NUMERIC_KINDS = ("numeric", "integer", "boolean")
 #: Families whose model takes sample weights; k-NN and the MLP fit unweighted (scores stay weighted).
 WEIGHTED_FAMILIES = ("linear", "random_forest", "extra_trees", "hist_gradient_boosting", "xgboost")
 TREES = ("hist_gradient_boosting", "xgboost", "random_forest", "extra_trees")
+#: Rows of the permutation-importance sample: at most, and the fewest worth computing.
+IMPORTANCE_ROWS, MIN_IMPORTANCE_ROWS = 300, 50
 
 _SCALED_PREP = [
     choice("prep__numeric_imputer", "median", "mean"),
@@ -126,13 +129,26 @@ class TabularTask(Task):
             ]
         )
 
-    def feature_importances(self, problem: Problem, estimator, frame: pd.DataFrame, y) -> dict[str, float]:
+    def feature_importances(
+        self, problem: Problem, estimator, frame: pd.DataFrame, y, seconds: float | None = None
+    ) -> dict[str, float]:
         """Permutation importance per input column on at most 300 rows (model-agnostic).
 
         Every permuted copy is stacked into one frame and predicted in a single call: one
-        prediction per column would cost a pipeline call each on wide tables."""
+        prediction per column would cost a pipeline call each on wide tables. With a time limit
+        (`seconds`), the rows are fewer when the unpermuted sample's prediction time says 300 would
+        not fit, down to 50; below that, no importances (empty)."""
         rng = np.random.default_rng(0)
-        rows = rng.choice(len(frame), size=min(300, len(frame)), replace=False)
+        rows = rng.choice(len(frame), size=min(IMPORTANCE_ROWS, len(frame)), replace=False)
+        if seconds is not None:
+            started = time.perf_counter()
+            _fit_quality(problem, estimator, frame.iloc[rows], np.asarray(y)[rows], blocks=1)
+            # the stacked call predicts (columns + 1) copies of the sample
+            per_row_s = (time.perf_counter() - started) / len(rows)
+            size = int(seconds / (per_row_s * (frame.shape[1] + 1)))
+            if size < min(MIN_IMPORTANCE_ROWS, len(rows)):
+                return {}
+            rows = rows[:size]
         sample, target = frame.iloc[rows].reset_index(drop=True), np.asarray(y)[rows]
         blocks = [sample]
         for column in sample.columns:
