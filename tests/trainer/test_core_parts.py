@@ -245,7 +245,13 @@ def test_importances_shrink_to_the_time_given_or_are_left_out():
     problem = Problem(
         "binary",
         "label",
-        {"x": "numeric", "colour": "categorical", "code": "categorical", "when": "datetime", "review": "text"},
+        {
+            "x": "numeric",
+            "colour": "categorical",
+            "code": "categorical",
+            "when": "datetime",
+            "review": "text",
+        },
         ["no", "yes"],
         len(frame),
     )
