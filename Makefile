@@ -31,7 +31,7 @@ lint: $(STAMP)
 	cd protos && ../$(VENV)/bin/buf lint
 
 test: $(STAMP) lint protos-check
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

@@ -284,3 +284,20 @@ def test_refit_out_of_time_during_importances_keeps_its_model():
     assert "importances" not in outcome.value
     model = pickle.loads(outcome.value["estimator"])
     assert model.predict_proba(frame).shape == (300, 2)
+
+
+def test_binary_roc_auc_matches_scikit_learn_with_ties_and_weights():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 500)
+    positive = np.round(np.clip(y * 0.3 + rng.random(500), 0, 1), 1)  # rounded: many tied scores
+    proba = np.column_stack([1 - positive, positive])
+    weights = rng.random(500)
+    metric = get_metric("roc_auc")
+    assert metric.compute(y, proba) == pytest.approx(roc_auc_score(y, positive), abs=1e-12)
+    assert metric.compute(y, proba, weights) == pytest.approx(
+        roc_auc_score(y, positive, sample_weight=weights), abs=1e-12
+    )
+    with pytest.raises(ValueError, match="one class"):
+        metric.compute(np.zeros(10, dtype=int), proba[:10])

@@ -75,11 +75,28 @@ _precision = _label_score("precision_score")
 _recall = _label_score("recall_score")
 
 
+def _binary_roc_auc(positive: np.ndarray, scores: np.ndarray, w=None) -> float:
+    """The area under the ROC curve (tied scores count half), as scikit-learn's `roc_auc_score`
+    computes it, in one sort: the ensemble selection scores hundreds of blends per search, and the
+    general function's input checks cost more than the sort on a few thousand rows."""
+    weights = np.ones(len(scores)) if w is None else np.asarray(w, dtype=float)
+    order = np.argsort(scores, kind="stable")
+    ranked, positive, weights = scores[order], positive[order], weights[order]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(ranked)) + 1))  # groups of tied scores
+    pos = np.add.reduceat(np.where(positive, weights, 0.0), starts)
+    neg = np.add.reduceat(np.where(positive, 0.0, weights), starts)
+    total_pos, total_neg = pos.sum(), neg.sum()
+    if total_pos <= 0 or total_neg <= 0:
+        raise ValueError("Only one class present in y_true. ROC AUC score is not defined in that case.")
+    below = np.cumsum(neg) - neg  # negative weight scored strictly lower than each group
+    return float((pos * (below + 0.5 * neg)).sum() / (total_pos * total_neg))
+
+
 def _roc_auc(y, proba, w=None):
     from sklearn.metrics import roc_auc_score
 
     if proba.shape[1] == 2:
-        return float(roc_auc_score(y, proba[:, 1], sample_weight=w))
+        return _binary_roc_auc(np.asarray(y) == 1, np.asarray(proba[:, 1], dtype=float), w)
     present = np.unique(y)
     if len(present) < proba.shape[1]:  # a fold without some class: score the classes it has
         sub = proba[:, present]
